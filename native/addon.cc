@@ -1,0 +1,16 @@
+// The helper's native surface. Everything it exports is typed in
+// src/native.d.ts; each function lives in the file of its concern.
+#include <napi.h>
+
+namespace passt_repair {
+Napi::Value ConnectToSocketFile(const Napi::CallbackInfo &info);
+Napi::Value HandleMessage(const Napi::CallbackInfo &info);
+}  // namespace passt_repair
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("connectToSocketFile", Napi::Function::New(env, passt_repair::ConnectToSocketFile));
+  exports.Set("handleMessage", Napi::Function::New(env, passt_repair::HandleMessage));
+  return exports;
+}
+
+NODE_API_MODULE(passt_repair, Init)

@@ -1,0 +1,402 @@
+// The passt side, for the demo, the tests and the benchmark. Never loaded by
+// the helper. It listens where passt would, sends requests of any shape
+// (including malformed ones) with SCM_RIGHTS, and moves a TCP connection's
+// state between processes with TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ and friends,
+// as passt's migration does.
+#include <napi.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <linux/sockios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+Napi::Value Fail(Napi::Env env, const std::string &what, int error) {
+  Napi::Error failure = Napi::Error::New(env, what + ": " + strerror(error));
+  failure.Value().Set("errno", error);
+  failure.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+int Int(const Napi::CallbackInfo &info, size_t i) { return info[i].As<Napi::Number>().Int32Value(); }
+
+std::vector<int> Ints(const Napi::Value &value) {
+  Napi::Array array = value.As<Napi::Array>();
+  std::vector<int> out(array.Length());
+  for (uint32_t i = 0; i < array.Length(); i++) out[i] = array.Get(i).As<Napi::Number>().Int32Value();
+  return out;
+}
+
+uint64_t NowNs() {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000u + now.tv_nsec;
+}
+
+// Waits for `events` on fd; false on timeout.
+bool WaitFor(int fd, short events, int timeout_ms) {
+  struct pollfd p = {fd, events, 0};
+  int r;
+  do r = poll(&p, 1, timeout_ms);
+  while (r < 0 && errno == EINTR);
+  return r > 0;
+}
+
+// listenUnix(path): a listening AF_UNIX stream socket, as passt creates.
+Napi::Value ListenUnix(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>();
+  struct sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(address.sun_path)) return Fail(env, "path too long for sun_path", ENAMETOOLONG);
+  memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Fail(env, "socket", errno);
+  if (bind(fd, reinterpret_cast<sockaddr *>(&address), sizeof(address)) < 0 || listen(fd, 1) < 0) {
+    int error = errno;
+    close(fd);
+    return Fail(env, "bind/listen " + path, error);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// accept(listenFd, timeoutMs): the helper's connection, or -1 on timeout.
+Napi::Value Accept(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int listener = Int(info, 0);
+  if (!WaitFor(listener, POLLIN, Int(info, 1))) return Napi::Number::New(env, -1);
+  int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) return Fail(env, "accept", errno);
+  return Napi::Number::New(env, fd);
+}
+
+// sendRequest(fd, bytes, fds, shape): one sendmsg. `shape` bends the request
+// out of the protocol for tests: rightsMessages splits the descriptors over
+// several SCM_RIGHTS headers, credentials adds an SCM_CREDENTIALS header.
+Napi::Value SendRequest(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Int(info, 0);
+  Napi::Buffer<uint8_t> bytes = info[1].As<Napi::Buffer<uint8_t>>();
+  std::vector<int> fds = Ints(info[2]);
+  int rights_messages = 1;
+  bool credentials = false;
+  if (info.Length() > 3 && info[3].IsObject()) {
+    Napi::Object shape = info[3].As<Napi::Object>();
+    if (shape.Has("rightsMessages")) rights_messages = shape.Get("rightsMessages").As<Napi::Number>().Int32Value();
+    if (shape.Has("credentials")) credentials = shape.Get("credentials").As<Napi::Boolean>();
+  }
+  // Headers are laid out by hand: CMSG_NXTHDR refuses to step past the
+  // length filled so far, and the length is what is being built.
+  std::vector<uint64_t> control((CMSG_SPACE(sizeof(int) * fds.size()) * (rights_messages > 0 ? rights_messages : 1) +
+                                 CMSG_SPACE(sizeof(struct ucred))) / sizeof(uint64_t) + 1);
+  char *base = reinterpret_cast<char *>(control.data());
+  size_t used = 0;
+  auto add = [&](int type, const void *payload, size_t length) {
+    struct cmsghdr *cmsg = reinterpret_cast<struct cmsghdr *>(base + used);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = type;
+    cmsg->cmsg_len = CMSG_LEN(length);
+    memcpy(CMSG_DATA(cmsg), payload, length);
+    used += CMSG_SPACE(length);
+  };
+  size_t start = 0;
+  for (int part = 0; part < rights_messages && !fds.empty(); part++) {
+    size_t end = part == rights_messages - 1 ? fds.size() : start + fds.size() / rights_messages;
+    add(SCM_RIGHTS, fds.data() + start, sizeof(int) * (end - start));
+    start = end;
+  }
+  if (credentials) {
+    struct ucred own = {getpid(), getuid(), getgid()};
+    add(SCM_CREDENTIALS, &own, sizeof(own));
+  }
+  struct iovec iov = {bytes.Data(), bytes.Length()};
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = used ? base : nullptr;
+  msg.msg_controllen = used;
+  ssize_t sent;
+  do sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
+  while (sent < 0 && errno == EINTR);
+  if (sent < 0) return Fail(env, "sendmsg", errno);
+  return Napi::Number::New(env, static_cast<double>(sent));
+}
+
+// receiveReply(fd, timeoutMs): the reply byte, null on EOF or reset,
+// undefined on timeout.
+Napi::Value ReceiveReply(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Int(info, 0);
+  if (!WaitFor(fd, POLLIN, Int(info, 1))) return env.Undefined();
+  int8_t byte;
+  ssize_t got;
+  do got = recv(fd, &byte, 1, 0);
+  while (got < 0 && errno == EINTR);
+  if (got == 0 || (got < 0 && errno == ECONNRESET)) return env.Null();
+  if (got < 0) return Fail(env, "recv", errno);
+  return Napi::Number::New(env, byte);
+}
+
+// roundTrip(fd, command, fds): send a well-formed request and wait for its
+// reply, timed on the monotonic clock; returns [reply or null, nanoseconds].
+Napi::Value RoundTrip(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Int(info, 0);
+  int8_t command = static_cast<int8_t>(Int(info, 1));
+  std::vector<int> fds = Ints(info[2]);
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * 253)];
+  if (fds.empty() || fds.size() > 253) return Fail(env, "roundTrip needs 1 to 253 descriptors", EINVAL);
+  struct iovec iov = {&command, 1};
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+  struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+  memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
+  uint64_t start = NowNs();
+  if (sendmsg(fd, &msg, MSG_NOSIGNAL) < 0) return Fail(env, "sendmsg", errno);
+  int8_t reply;
+  ssize_t got;
+  do got = recv(fd, &reply, 1, 0);
+  while (got < 0 && errno == EINTR);
+  uint64_t elapsed = NowNs() - start;
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(0u, got == 1 ? Napi::Value(Napi::Number::New(env, reply)) : env.Null());
+  result.Set(1u, Napi::Number::New(env, static_cast<double>(elapsed)));
+  return result;
+}
+
+// repairState(fd): getsockopt TCP_REPAIR, the state the tests verify.
+Napi::Value RepairState(const Napi::CallbackInfo &info) {
+  int value = 0;
+  socklen_t length = sizeof(value);
+  if (getsockopt(Int(info, 0), SOL_TCP, TCP_REPAIR, &value, &length) < 0)
+    return Fail(info.Env(), "getsockopt TCP_REPAIR", errno);
+  return Napi::Number::New(info.Env(), value);
+}
+
+// tcpSocket(family): a fresh TCP socket, for the migration's target side.
+Napi::Value TcpSocket(const Napi::CallbackInfo &info) {
+  int fd = socket(Int(info, 0) == 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) return Fail(info.Env(), "socket", errno);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// otherSocket(kind): descriptors that are not TCP stream sockets, for tests.
+Napi::Value OtherSocket(const Napi::CallbackInfo &info) {
+  std::string kind = info[0].As<Napi::String>();
+  int fd = -1;
+  if (kind == "udp") fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  else if (kind == "unix") fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  else if (kind == "raw-tcp") fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_TCP);
+  else if (kind == "mptcp") fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 262 /* IPPROTO_MPTCP */);
+  else return Fail(info.Env(), "unknown kind " + kind, EINVAL);
+  if (fd < 0) return Fail(info.Env(), "socket " + kind, errno);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+int SetInt(int fd, int level, int name, int value) { return setsockopt(fd, level, name, &value, sizeof(value)); }
+int GetInt(int fd, int level, int name, int *value) {
+  socklen_t length = sizeof(*value);
+  return getsockopt(fd, level, name, value, &length);
+}
+
+// Peeks a repair queue's whole content (the socket is in repair mode).
+bool PeekQueue(int fd, int queue, int size, std::string *out) {
+  if (SetInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, queue) < 0) return false;
+  out->assign(size, '\0');
+  if (size == 0) return true;
+  ssize_t got = recv(fd, &(*out)[0], size, MSG_PEEK | MSG_DONTWAIT);
+  if (got < 0) return false;
+  out->resize(got);
+  return true;
+}
+
+Napi::Value Address(Napi::Env env, const sockaddr_storage &s) {
+  char text[INET6_ADDRSTRLEN] = "";
+  Napi::Object out = Napi::Object::New(env);
+  if (s.ss_family == AF_INET6) {
+    auto a = reinterpret_cast<const sockaddr_in6 *>(&s);
+    inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof(text));
+    out.Set("port", ntohs(a->sin6_port));
+  } else {
+    auto a = reinterpret_cast<const sockaddr_in *>(&s);
+    inet_ntop(AF_INET, &a->sin_addr, text, sizeof(text));
+    out.Set("port", ntohs(a->sin_port));
+  }
+  out.Set("address", text);
+  out.Set("family", s.ss_family == AF_INET6 ? 6 : 4);
+  return out;
+}
+
+bool ParseAddress(Napi::Object from, sockaddr_storage *s, socklen_t *length) {
+  std::string text = from.Get("address").As<Napi::String>();
+  int port = from.Get("port").As<Napi::Number>().Int32Value();
+  memset(s, 0, sizeof(*s));
+  if (from.Get("family").As<Napi::Number>().Int32Value() == 6) {
+    auto a = reinterpret_cast<sockaddr_in6 *>(s);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    *length = sizeof(*a);
+    return inet_pton(AF_INET6, text.c_str(), &a->sin6_addr) == 1;
+  }
+  auto a = reinterpret_cast<sockaddr_in *>(s);
+  a->sin_family = AF_INET;
+  a->sin_port = htons(port);
+  *length = sizeof(*a);
+  return inet_pton(AF_INET, text.c_str(), &a->sin_addr) == 1;
+}
+
+// dumpConnection(fd): everything a target needs to take the connection over,
+// read while the socket is in repair mode (as passt's source does).
+Napi::Value DumpConnection(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Int(info, 0);
+  Napi::Object state = Napi::Object::New(env);
+  sockaddr_storage local = {}, remote = {};
+  socklen_t length = sizeof(local);
+  if (getsockname(fd, reinterpret_cast<sockaddr *>(&local), &length) < 0) return Fail(env, "getsockname", errno);
+  length = sizeof(remote);
+  if (getpeername(fd, reinterpret_cast<sockaddr *>(&remote), &length) < 0) return Fail(env, "getpeername", errno);
+  state.Set("local", Address(env, local));
+  state.Set("remote", Address(env, remote));
+
+  int outq = 0, inq = 0, unsent = 0;
+  if (ioctl(fd, SIOCOUTQ, &outq) < 0 || ioctl(fd, SIOCINQ, &inq) < 0 || ioctl(fd, SIOCOUTQNSD, &unsent) < 0)
+    return Fail(env, "ioctl queue sizes", errno);
+  std::string send_queue, receive_queue;
+  int send_seq, receive_seq;
+  if (!PeekQueue(fd, TCP_SEND_QUEUE, outq, &send_queue) || GetInt(fd, SOL_TCP, TCP_QUEUE_SEQ, &send_seq) < 0 ||
+      !PeekQueue(fd, TCP_RECV_QUEUE, inq, &receive_queue) || GetInt(fd, SOL_TCP, TCP_QUEUE_SEQ, &receive_seq) < 0)
+    return Fail(env, "reading repair queues", errno);
+  // TCP_QUEUE_SEQ gives the sequence after the queued data; the target
+  // restores the start and lets the queue refill it.
+  state.Set("sendSeq", static_cast<double>(static_cast<uint32_t>(send_seq - static_cast<int>(send_queue.size()))));
+  state.Set("receiveSeq",
+            static_cast<double>(static_cast<uint32_t>(receive_seq - static_cast<int>(receive_queue.size()))));
+  state.Set("sendQueue", Napi::Buffer<char>::Copy(env, send_queue.data(), send_queue.size()));
+  state.Set("receiveQueue", Napi::Buffer<char>::Copy(env, receive_queue.data(), receive_queue.size()));
+  state.Set("unsent", unsent);
+
+  struct tcp_info tcpi = {};
+  length = sizeof(tcpi);
+  int mss = 0, timestamp = 0;
+  struct tcp_repair_window window = {};
+  socklen_t window_length = sizeof(window);
+  if (getsockopt(fd, SOL_TCP, TCP_INFO, &tcpi, &length) < 0 || GetInt(fd, SOL_TCP, TCP_MAXSEG, &mss) < 0 ||
+      GetInt(fd, SOL_TCP, TCP_TIMESTAMP, &timestamp) < 0 ||
+      getsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, &window, &window_length) < 0)
+    return Fail(env, "reading TCP options", errno);
+  state.Set("mss", mss);
+  state.Set("timestamp", static_cast<double>(static_cast<uint32_t>(timestamp)));
+  state.Set("options", tcpi.tcpi_options);
+  state.Set("sendWscale", tcpi.tcpi_snd_wscale);
+  state.Set("receiveWscale", tcpi.tcpi_rcv_wscale);
+  Napi::Array w = Napi::Array::New(env, 5);
+  w.Set(0u, static_cast<double>(window.snd_wl1));
+  w.Set(1u, static_cast<double>(window.snd_wnd));
+  w.Set(2u, static_cast<double>(window.max_window));
+  w.Set(3u, static_cast<double>(window.rcv_wnd));
+  w.Set(4u, static_cast<double>(window.rcv_wup));
+  state.Set("window", w);
+  return state;
+}
+
+uint32_t U32(Napi::Object o, const char *key) {
+  return static_cast<uint32_t>(o.Get(key).As<Napi::Number>().Int64Value());
+}
+
+// restoreConnection(fd, state): before the helper's TCP_REPAIR_OFF, rebuild
+// the connection on a fresh socket already put in repair mode by the helper.
+Napi::Value RestoreConnection(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Int(info, 0);
+  Napi::Object state = info[1].As<Napi::Object>();
+  Napi::Buffer<char> send_queue = state.Get("sendQueue").As<Napi::Buffer<char>>();
+  Napi::Buffer<char> receive_queue = state.Get("receiveQueue").As<Napi::Buffer<char>>();
+
+  if (SetInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE) < 0 ||
+      SetInt(fd, SOL_TCP, TCP_QUEUE_SEQ, static_cast<int>(U32(state, "sendSeq"))) < 0 ||
+      SetInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE) < 0 ||
+      SetInt(fd, SOL_TCP, TCP_QUEUE_SEQ, static_cast<int>(U32(state, "receiveSeq"))) < 0)
+    return Fail(env, "setting sequence numbers", errno);
+
+  sockaddr_storage local, remote;
+  socklen_t local_length, remote_length;
+  if (!ParseAddress(state.Get("local").As<Napi::Object>(), &local, &local_length) ||
+      !ParseAddress(state.Get("remote").As<Napi::Object>(), &remote, &remote_length))
+    return Fail(env, "addresses", EINVAL);
+  // In repair mode bind() may take the port the source still holds, and
+  // connect() sends no SYN: the socket simply becomes ESTABLISHED.
+  if (bind(fd, reinterpret_cast<sockaddr *>(&local), local_length) < 0) return Fail(env, "bind", errno);
+  if (connect(fd, reinterpret_cast<sockaddr *>(&remote), remote_length) < 0) return Fail(env, "connect", errno);
+
+  int options = state.Get("options").As<Napi::Number>().Int32Value();
+  std::vector<struct tcp_repair_opt> repair;
+  repair.push_back({TCPOPT_MAXSEG, U32(state, "mss")});
+  if (options & TCPI_OPT_WSCALE)
+    repair.push_back({TCPOPT_WINDOW, U32(state, "sendWscale") | (U32(state, "receiveWscale") << 16)});
+  if (options & TCPI_OPT_SACK) repair.push_back({TCPOPT_SACK_PERMITTED, 0});
+  if (options & TCPI_OPT_TIMESTAMPS) repair.push_back({TCPOPT_TIMESTAMP, 0});
+  if (setsockopt(fd, SOL_TCP, TCP_REPAIR_OPTIONS, repair.data(), repair.size() * sizeof(repair[0])) < 0)
+    return Fail(env, "TCP_REPAIR_OPTIONS", errno);
+  if (SetInt(fd, SOL_TCP, TCP_TIMESTAMP, static_cast<int>(U32(state, "timestamp"))) < 0)
+    return Fail(env, "TCP_TIMESTAMP", errno);
+
+  Napi::Array w = state.Get("window").As<Napi::Array>();
+  struct tcp_repair_window window = {};
+  window.snd_wl1 = static_cast<uint32_t>(w.Get(0u).As<Napi::Number>().Int64Value());
+  window.snd_wnd = static_cast<uint32_t>(w.Get(1u).As<Napi::Number>().Int64Value());
+  window.max_window = static_cast<uint32_t>(w.Get(2u).As<Napi::Number>().Int64Value());
+  window.rcv_wnd = static_cast<uint32_t>(w.Get(3u).As<Napi::Number>().Int64Value());
+  window.rcv_wup = static_cast<uint32_t>(w.Get(4u).As<Napi::Number>().Int64Value());
+  if (setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, &window, sizeof(window)) < 0)
+    return Fail(env, "TCP_REPAIR_WINDOW", errno);
+
+  // In repair mode, send() on a selected queue fills it without transmitting.
+  struct Refill { int queue; const char *data; size_t size; } refills[] = {
+      {TCP_SEND_QUEUE, send_queue.Data(), send_queue.Length()},
+      {TCP_RECV_QUEUE, receive_queue.Data(), receive_queue.Length()}};
+  for (const Refill &refill : refills) {
+    if (refill.size == 0) continue;
+    if (SetInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, refill.queue) < 0) return Fail(env, "TCP_REPAIR_QUEUE", errno);
+    if (send(fd, refill.data, refill.size, 0) != static_cast<ssize_t>(refill.size))
+      return Fail(env, "refilling a queue", errno);
+  }
+  if (SetInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE) < 0) return Fail(env, "TCP_REPAIR_QUEUE", errno);
+  return env.Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("listenUnix", Napi::Function::New(env, ListenUnix));
+  exports.Set("accept", Napi::Function::New(env, Accept));
+  exports.Set("sendRequest", Napi::Function::New(env, SendRequest));
+  exports.Set("receiveReply", Napi::Function::New(env, ReceiveReply));
+  exports.Set("roundTrip", Napi::Function::New(env, RoundTrip));
+  exports.Set("repairState", Napi::Function::New(env, RepairState));
+  exports.Set("tcpSocket", Napi::Function::New(env, TcpSocket));
+  exports.Set("otherSocket", Napi::Function::New(env, OtherSocket));
+  exports.Set("dumpConnection", Napi::Function::New(env, DumpConnection));
+  exports.Set("restoreConnection", Napi::Function::New(env, RestoreConnection));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(passt_peer, Init)

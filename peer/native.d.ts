@@ -1,0 +1,48 @@
+// The passt-side double's whole native surface (native/peer/peer.cc), used by
+// the demo, the tests and the benchmark; never by the helper.
+
+export interface Endpoint {
+  address: string;
+  port: number;
+  family: 4 | 6;
+}
+
+/** What a migration carries from source to target (as passt's does). */
+export interface ConnectionState {
+  local: Endpoint;
+  remote: Endpoint;
+  sendSeq: number;
+  receiveSeq: number;
+  sendQueue: Buffer;
+  receiveQueue: Buffer;
+  unsent: number;
+  mss: number;
+  timestamp: number;
+  options: number;
+  sendWscale: number;
+  receiveWscale: number;
+  window: [number, number, number, number, number];
+}
+
+export interface RequestShape {
+  /** Spread the descriptors over this many SCM_RIGHTS headers. */
+  rightsMessages?: number;
+  /** Add an SCM_CREDENTIALS header. */
+  credentials?: boolean;
+}
+
+export interface PeerNative {
+  listenUnix(path: string): number;
+  /** The helper's connection, or -1 if none came within timeoutMs. */
+  accept(listenFd: number, timeoutMs: number): number;
+  sendRequest(fd: number, bytes: Buffer, fds: readonly number[], shape?: RequestShape): number;
+  /** The reply byte; null on EOF or reset; undefined on timeout. */
+  receiveReply(fd: number, timeoutMs: number): number | null | undefined;
+  /** A well-formed request and its reply, timed: [reply or null, nanoseconds]. */
+  roundTrip(fd: number, command: number, fds: readonly number[]): [number | null, number];
+  repairState(fd: number): number;
+  tcpSocket(family: 4 | 6): number;
+  otherSocket(kind: 'udp' | 'unix' | 'raw-tcp' | 'mptcp'): number;
+  dumpConnection(fd: number): ConnectionState;
+  restoreConnection(fd: number, state: ConnectionState): void;
+}
