@@ -1,0 +1,52 @@
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { HELPER } from '../peer/peer';
+
+function run(...args: string[]) {
+  const result = spawnSync(HELPER, args, { encoding: 'utf8' });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+t.test('--version prints the package version', async (t) => {
+  const { code, stdout, stderr } = run('--version');
+  t.equal(code, 0);
+  t.match(stdout, /^passt-repair \d+\.\d+\.\d+\n$/);
+  t.equal(stderr, '');
+});
+
+t.test('--help prints usage on stdout and exits 0', async (t) => {
+  for (const flag of ['--help', '-h']) {
+    const { code, stdout } = run(flag);
+    t.equal(code, 0);
+    t.match(stdout, /^Usage: passt-repair \[OPTIONS\] PATH/);
+    t.match(stdout, /--timeout SECONDS/);
+  }
+});
+
+t.test('usage errors exit 2 with one line saying what was wrong', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [[], /PATH is missing/],
+    [['a', 'b'], /one PATH expected, got "a" and "b"/],
+    [['--frobnicate', 'x'], /unknown option "--frobnicate"/],
+    [['--timeout', 'soon', 'x'], /--timeout needs a number of seconds greater than 0, not "soon"/],
+    [['--timeout', '0', 'x'], /--timeout needs a number/],
+    [['--timeout'], /--timeout needs a number/],
+    [[''], /PATH is empty/],
+  ];
+  for (const [args, message] of cases) {
+    const { code, stderr, stdout } = run(...args);
+    t.equal(code, 2, `exit 2 for ${JSON.stringify(args)}`);
+    t.match(stderr, message);
+    t.match(stderr, /^passt-repair: .*\npasst-repair: try "passt-repair --help"\n$/);
+    t.equal(stdout, '');
+  }
+});
+
+t.test('a PATH that is neither socket nor directory exits 1', async (t) => {
+  t.match(run('/nonexistent/x.repair'), { code: 1, stderr: /nonexistent\/x\.repair: no such file or directory/ });
+  t.match(run('/etc/hostname'), { code: 1, stderr: /\/etc\/hostname is not a socket or a directory/ });
+});
+
+t.test('-- ends options, so a PATH may start with a dash', async (t) => {
+  t.match(run('--', '-nonexistent'), { code: 1, stderr: /-nonexistent: no such file or directory/ });
+});
