@@ -21,6 +21,11 @@ async function main(args: readonly string[]): Promise<ExitCode> {
       fs.writeSync(process.stdout.fd, `passt-repair ${VERSION}\n`);
       return ExitCode.Done;
     case 'serve': {
+      // The gates, in this order, before anything passt sends is read:
+      // 1. the path policy (load the policy; the path is checked while connecting),
+      // 2. capabilities (dropped to what reaching the socket needs, then to CAP_NET_ADMIN),
+      // 4. the peer's credentials (SO_PEERCRED right after connect),
+      // 3. seccomp (the last step before the protocol loop).
       const connection = await connectToPasst(invocation.path, invocation.timeoutMs);
       try {
         serve(connection.sock);
