@@ -32,6 +32,9 @@ export interface RequestShape {
 }
 
 export interface PeerNative {
+  /** Bound, not listening: connections are refused until startListening(). */
+  bindUnix(path: string): number;
+  startListening(fd: number): void;
   listenUnix(path: string): number;
   /** The helper's connection, or -1 if none came within timeoutMs. */
   accept(listenFd: number, timeoutMs: number): number;

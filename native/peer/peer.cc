@@ -54,8 +54,9 @@ bool WaitFor(int fd, short events, int timeout_ms) {
   return r > 0;
 }
 
-// listenUnix(path): a listening AF_UNIX stream socket, as passt creates.
-Napi::Value ListenUnix(const Napi::CallbackInfo &info) {
+// bindUnix(path): a bound AF_UNIX stream socket that does not listen yet:
+// connecting to it is refused, as between passt's bind() and listen().
+Napi::Value BindUnix(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   std::string path = info[0].As<Napi::String>();
   struct sockaddr_un address = {};
@@ -64,12 +65,30 @@ Napi::Value ListenUnix(const Napi::CallbackInfo &info) {
   memcpy(address.sun_path, path.c_str(), path.size() + 1);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Fail(env, "socket", errno);
-  if (bind(fd, reinterpret_cast<sockaddr *>(&address), sizeof(address)) < 0 || listen(fd, 1) < 0) {
+  if (bind(fd, reinterpret_cast<sockaddr *>(&address), sizeof(address)) < 0) {
     int error = errno;
     close(fd);
-    return Fail(env, "bind/listen " + path, error);
+    return Fail(env, "bind " + path, error);
   }
   return Napi::Number::New(env, fd);
+}
+
+// startListening(fd): passt accepts one helper at a time, hence backlog 1.
+Napi::Value StartListening(const Napi::CallbackInfo &info) {
+  if (listen(Int(info, 0), 1) < 0) return Fail(info.Env(), "listen", errno);
+  return info.Env().Undefined();
+}
+
+// listenUnix(path): a listening AF_UNIX stream socket, as passt creates.
+Napi::Value ListenUnix(const Napi::CallbackInfo &info) {
+  Napi::Value fd = BindUnix(info);
+  if (info.Env().IsExceptionPending()) return fd;
+  if (listen(fd.As<Napi::Number>().Int32Value(), 1) < 0) {
+    int error = errno;
+    close(fd.As<Napi::Number>().Int32Value());
+    return Fail(info.Env(), "listen", error);
+  }
+  return fd;
 }
 
 // accept(listenFd, timeoutMs): the helper's connection, or -1 on timeout.
@@ -384,6 +403,8 @@ Napi::Value RestoreConnection(const Napi::CallbackInfo &info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("bindUnix", Napi::Function::New(env, BindUnix));
+  exports.Set("startListening", Napi::Function::New(env, StartListening));
   exports.Set("listenUnix", Napi::Function::New(env, ListenUnix));
   exports.Set("accept", Napi::Function::New(env, Accept));
   exports.Set("sendRequest", Napi::Function::New(env, SendRequest));

@@ -1,0 +1,64 @@
+// What the end-to-end tests share: real loopback TCP connections, a
+// listening repair socket in a fresh directory, and the real helper.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { acceptHelper, peer, startHelper, type HelperRun } from '../peer/peer';
+
+export interface Loopback {
+  /** The client ends' descriptors: what the tests pass to the helper. */
+  fds: number[];
+  close(): Promise<void>;
+}
+
+/** Opens `count` live TCP connections on 127.0.0.1. */
+export async function loopbackConnections(count: number): Promise<Loopback> {
+  const accepted: net.Socket[] = [];
+  const server = net.createServer((socket) => accepted.push(socket));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  const clients: net.Socket[] = [];
+  for (let i = 0; i < count; i++) {
+    const client = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => client.once('connect', resolve).once('error', reject));
+    clients.push(client);
+  }
+  const fds = clients.map((client) => (client as unknown as { _handle: { fd: number } })._handle.fd);
+  return {
+    fds,
+    async close() {
+      for (const socket of [...clients, ...accepted]) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+export function temporaryDirectory(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'passt-repair-test-'));
+}
+
+export interface Session {
+  helper: HelperRun;
+  /** The accepted connection from the helper. */
+  sock: number;
+  dir: string;
+}
+
+/** Listens on DIR/passt.repair, starts the helper on it and accepts it. */
+export async function startSession(helperArgs: (socketPath: string, dir: string) => string[] = (p) => [p]): Promise<Session> {
+  const dir = temporaryDirectory();
+  const socketPath = path.join(dir, 'passt.repair');
+  const listener = peer.listenUnix(socketPath);
+  const helper = startHelper(helperArgs(socketPath, dir));
+  try {
+    const sock = await acceptHelper(listener);
+    return { helper, sock, dir };
+  } finally {
+    fs.closeSync(listener);
+  }
+}
+
+export function repairStates(fds: readonly number[]): number[] {
+  return fds.map((fd) => peer.repairState(fd));
+}

@@ -1,0 +1,163 @@
+// Every malformed request the issue names: the exit code, the one line on
+// stderr, no reply, and every socket in the state passt last got confirmed.
+import t, { type Test } from 'tap';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { acceptHelper, awaitReply, HELPER, peer, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON, type HelperRun } from '../peer/peer';
+import type { RequestShape } from '../peer/native.d';
+import { loopbackConnections, repairStates, startSession, temporaryDirectory, type Loopback } from './lib';
+
+let loopback: Loopback;
+t.before(async () => {
+  loopback = await loopbackConnections(260);
+});
+t.teardown(() => loopback.close());
+
+type TestContext = Test;
+
+interface Refusal {
+  bytes: number[];
+  fds: () => number[];
+  shape?: RequestShape;
+  message: RegExp;
+}
+
+/** Confirms a known state first, then sends the bad request and checks that nothing moved. */
+async function expectRefusal(t: TestContext, refusal: Refusal) {
+  const session = await startSession();
+  const known = loopback.fds.slice(0, 4);
+  peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), known.slice(0, 2));
+  t.equal(await awaitReply(session.sock), TCP_REPAIR_ON, 'a good request first');
+  peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF]), known.slice(2));
+  t.equal(await awaitReply(session.sock), TCP_REPAIR_OFF);
+  const before = repairStates(known);
+
+  peer.sendRequest(session.sock, Buffer.from(refusal.bytes), refusal.fds(), refusal.shape);
+  t.equal(await awaitReply(session.sock), null, 'the connection closes without a reply');
+  const { code, stderr } = await session.helper.exited;
+  t.equal(code, 1, 'exit 1');
+  t.match(stderr, refusal.message);
+  t.equal(stderr.trim().split('\n').length, 1, 'one line on stderr');
+  t.same(repairStates(known), before, 'no socket changed state');
+  fs.closeSync(session.sock);
+}
+
+
+const tcp = (i: number) => loopback.fds[i]!;
+
+t.test('no control message', (t) =>
+  expectRefusal(t, { bytes: [TCP_REPAIR_ON], fds: () => [], message: /request refused: command 1 came without an SCM_RIGHTS control message/ }));
+
+t.test('wrong control type: SCM_CREDENTIALS alone (the kernel delivers nothing the helper did not ask for)', (t) =>
+  expectRefusal(t, {
+    bytes: [TCP_REPAIR_ON],
+    fds: () => [],
+    shape: { credentials: true },
+    message: /without an SCM_RIGHTS control message/,
+  }));
+
+t.test('too many bytes: two command bytes with the descriptors', (t) =>
+  expectRefusal(t, { bytes: [TCP_REPAIR_ON, TCP_REPAIR_ON], fds: () => [tcp(0), tcp(2)], message: /more than one byte where exactly one command byte is expected/ }));
+
+t.test('unknown commands: 2 (the manual page misprint of TCP_REPAIR_OFF) and -128', async (t) => {
+  await expectRefusal(t, { bytes: [2], fds: () => [tcp(2)], message: /unknown command 2 \(expected 1 TCP_REPAIR_ON, 0 TCP_REPAIR_OFF or -1 TCP_REPAIR_OFF_NO_WP\)/ });
+  await expectRefusal(t, { bytes: [0x80], fds: () => [tcp(2)], message: /unknown command -128/ });
+});
+
+t.test('a pipe among TCP sockets', async (t) => {
+  const fifo = path.join(temporaryDirectory(), 'pipe');
+  execFileSync('mkfifo', [fifo]);
+  // O_RDWR opens a FIFO without waiting for a writer (Linux).
+  const pipe = fs.openSync(fifo, fs.constants.O_RDWR);
+  await expectRefusal(t, { bytes: [TCP_REPAIR_ON], fds: () => [tcp(2), pipe], message: /descriptor 2 of 2 is not a socket; no socket was changed/ });
+  fs.closeSync(pipe);
+});
+
+t.test('a UDP socket', async (t) => {
+  const udp = peer.otherSocket('udp');
+  await expectRefusal(t, { bytes: [TCP_REPAIR_ON], fds: () => [tcp(2), tcp(3), udp], message: /descriptor 3 of 3 is not a TCP socket \(AF_INET, SOCK_DGRAM, protocol UDP\); no socket was changed/ });
+  fs.closeSync(udp);
+});
+
+t.test('a UNIX socket', async (t) => {
+  const unix = peer.otherSocket('unix');
+  await expectRefusal(t, { bytes: [TCP_REPAIR_OFF], fds: () => [unix, tcp(0)], message: /descriptor 1 of 2 is not a TCP socket \(AF_UNIX, SOCK_STREAM, protocol default\)/ });
+  fs.closeSync(unix);
+});
+
+t.test('a raw socket of protocol TCP is not a TCP stream socket', async (t) => {
+  const raw = peer.otherSocket('raw-tcp');
+  await expectRefusal(t, { bytes: [TCP_REPAIR_ON], fds: () => [tcp(2), raw], message: /descriptor 2 of 2 is not a TCP socket \(AF_INET, SOCK_RAW, protocol TCP\)/ });
+  fs.closeSync(raw);
+});
+
+t.test('a listening TCP socket: the kernel refuses it, and the sockets already switched are rolled back', async (t) => {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const listening = (server as unknown as { _handle: { fd: number } })._handle.fd;
+  // tcp(0), tcp(1) are in repair mode, tcp(2), tcp(3) are not: turning all on
+  // and failing at the end must leave exactly that.
+  await expectRefusal(t, {
+    bytes: [TCP_REPAIR_ON],
+    fds: () => [tcp(2), tcp(0), tcp(3), listening],
+    message: /TCP_REPAIR_ON failed on descriptor 4 of 4 \(TCP state LISTEN\): operation not permitted; rolled back 3 socket\(s\) already switched/,
+  });
+  await expectRefusal(t, {
+    bytes: [TCP_REPAIR_OFF],
+    fds: () => [tcp(0), tcp(1), listening, tcp(2)],
+    message: /TCP_REPAIR_OFF failed on descriptor 3 of 4 \(TCP state LISTEN\): operation not permitted; rolled back 2 socket\(s\)/,
+  });
+  await new Promise((resolve) => server.close(resolve));
+});
+
+t.test('a peer that closes mid-batch: the batch is applied, the reply fails, and the batch is rolled back', async (t) => {
+  const session = await startSession();
+  const fds = loopback.fds.slice(10, 263 - 10);
+  const states = repairStates(fds);
+  peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), fds);
+  fs.closeSync(session.sock);
+  const { code, stderr } = await session.helper.exited;
+  t.equal(code, 1);
+  t.match(stderr, new RegExp(`cannot send the reply to passt: (broken pipe|connection reset by peer); rolled back ${fds.length} socket\\(s\\) already switched`));
+  t.same(repairStates(fds), states, 'every socket back to where it was');
+});
+
+t.test('descriptors truncated by the kernel (MSG_CTRUNC, RLIMIT_NOFILE too low) are refused', async (t) => {
+  const limited = await startLimitedSession(48);
+  const fds = loopback.fds.slice(0, 253);
+  const states = repairStates(fds);
+  peer.sendRequest(limited.sock, Buffer.from([TCP_REPAIR_ON]), fds);
+  t.equal(await awaitReply(limited.sock), null, 'no reply');
+  const { code, stderr } = await limited.helper.exited;
+  t.equal(code, 1);
+  t.match(stderr, /request refused: the kernel truncated its descriptors \(MSG_CTRUNC, \d+ arrived; is RLIMIT_NOFILE too low\?\)/);
+  t.same(repairStates(fds), states, 'no socket changed state');
+  fs.closeSync(limited.sock);
+});
+
+t.test('several SCM_RIGHTS headers in one message reach the helper merged by the kernel: one batch', async (t) => {
+  // The kernel (net/core/scm.c) appends every SCM_RIGHTS header of a message
+  // to one list and delivers it as one: the helper cannot see, and need not
+  // refuse, what passt split. SCM_CREDENTIALS is not delivered unless the
+  // receiver asked for it (SO_PASSCRED), which the helper does not.
+  const session = await startSession();
+  const fds = loopback.fds.slice(20, 26);
+  peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), fds, { rightsMessages: 3, credentials: true });
+  t.equal(await awaitReply(session.sock), TCP_REPAIR_ON);
+  t.same(repairStates(fds), fds.map(() => 1), 'all six sockets switched');
+  peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF]), fds, { rightsMessages: 2 });
+  t.equal(await awaitReply(session.sock), TCP_REPAIR_OFF);
+  fs.closeSync(session.sock);
+  t.equal((await session.helper.exited).code, 0);
+});
+
+async function startLimitedSession(limit: number): Promise<{ helper: HelperRun; sock: number }> {
+  const socketPath = path.join(temporaryDirectory(), 'passt.repair');
+  const listener = peer.listenUnix(socketPath);
+  const helper = startHelper([socketPath], ['prlimit', `--nofile=${limit}:${limit}`, HELPER]);
+  const sock = await acceptHelper(listener);
+  fs.closeSync(listener);
+  return { helper, sock };
+}
