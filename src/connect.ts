@@ -20,7 +20,7 @@ export interface Connection {
   path: string;
 }
 
-type Attempt = { connected: Connection } | { refused: true } | { gone: true };
+type Attempt = { connected: Connection } | { refused: true } | { gone: true } | { notSocket: true };
 
 function describeFsError(error: unknown, path: string): string {
   const code = (error as NodeJS.ErrnoException).code;
@@ -38,7 +38,7 @@ function attemptConnection(openPath: string, displayPath: string): Attempt {
     throw new HelperError(`cannot open ${describeFsError(error, displayPath)}`);
   }
   try {
-    if (!fs.fstatSync(pathFd).isSocket()) throw new HelperError(`${displayPath} is not a socket`);
+    if (!fs.fstatSync(pathFd).isSocket()) return { notSocket: true };
     const sock = native.connectToSocketFile(pathFd);
     return { connected: { sock, path: displayPath } };
   } catch (error) {
@@ -55,6 +55,7 @@ function connectToSocket(path: string): Connection {
   const attempt = attemptConnection(path, path);
   if ('connected' in attempt) return attempt.connected;
   if ('refused' in attempt) throw new HelperError(`cannot connect to ${path}: ${systemMessage(111)}`);
+  if ('notSocket' in attempt) throw new HelperError(`${path} is not a socket`);
   throw new HelperError(`${path}: ${systemMessage(2)}`);
 }
 
@@ -90,7 +91,7 @@ async function connectInDirectory(directory: string, timeoutMs: number | undefin
         const attempt = attemptConnection(`${held}/${name}`, `${directory}/${name}`);
         if ('connected' in attempt) return attempt.connected;
         if ('refused' in attempt) refused = true;
-        else candidates.delete(name);
+        else candidates.delete(name); // gone, or not a socket (a symlink is never followed here)
       }
       const remaining = deadline === undefined ? Infinity : deadline - Date.now();
       if (remaining <= 0)

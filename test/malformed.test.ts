@@ -15,7 +15,6 @@ t.before(async () => {
 });
 t.teardown(() => loopback.close());
 
-type TestContext = Test;
 
 interface Refusal {
   bytes: number[];
@@ -25,7 +24,7 @@ interface Refusal {
 }
 
 /** Confirms a known state first, then sends the bad request and checks that nothing moved. */
-async function expectRefusal(t: TestContext, refusal: Refusal) {
+async function expectRefusal(t: Test, refusal: Refusal) {
   const session = await startSession();
   const known = loopback.fds.slice(0, 4);
   peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), known.slice(0, 2));
