@@ -378,16 +378,6 @@ Napi::Value RestoreConnection(const Napi::CallbackInfo &info) {
   if (SetInt(fd, SOL_TCP, TCP_TIMESTAMP, static_cast<int>(U32(state, "timestamp"))) < 0)
     return Fail(env, "TCP_TIMESTAMP", errno);
 
-  Napi::Array w = state.Get("window").As<Napi::Array>();
-  struct tcp_repair_window window = {};
-  window.snd_wl1 = static_cast<uint32_t>(w.Get(0u).As<Napi::Number>().Int64Value());
-  window.snd_wnd = static_cast<uint32_t>(w.Get(1u).As<Napi::Number>().Int64Value());
-  window.max_window = static_cast<uint32_t>(w.Get(2u).As<Napi::Number>().Int64Value());
-  window.rcv_wnd = static_cast<uint32_t>(w.Get(3u).As<Napi::Number>().Int64Value());
-  window.rcv_wup = static_cast<uint32_t>(w.Get(4u).As<Napi::Number>().Int64Value());
-  if (setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, &window, sizeof(window)) < 0)
-    return Fail(env, "TCP_REPAIR_WINDOW", errno);
-
   // In repair mode, send() on a selected queue fills it without transmitting.
   struct Refill { int queue; const char *data; size_t size; } refills[] = {
       {TCP_SEND_QUEUE, send_queue.Data(), send_queue.Length()},
@@ -398,6 +388,18 @@ Napi::Value RestoreConnection(const Napi::CallbackInfo &info) {
     if (send(fd, refill.data, refill.size, 0) != static_cast<ssize_t>(refill.size))
       return Fail(env, "refilling a queue", errno);
   }
+  // After the refill: the kernel refuses an rcv_wup beyond rcv_nxt, and
+  // rcv_nxt only passes the queued bytes once they are back in the queue.
+  Napi::Array w = state.Get("window").As<Napi::Array>();
+  struct tcp_repair_window window = {};
+  window.snd_wl1 = static_cast<uint32_t>(w.Get(0u).As<Napi::Number>().Int64Value());
+  window.snd_wnd = static_cast<uint32_t>(w.Get(1u).As<Napi::Number>().Int64Value());
+  window.max_window = static_cast<uint32_t>(w.Get(2u).As<Napi::Number>().Int64Value());
+  window.rcv_wnd = static_cast<uint32_t>(w.Get(3u).As<Napi::Number>().Int64Value());
+  window.rcv_wup = static_cast<uint32_t>(w.Get(4u).As<Napi::Number>().Int64Value());
+  if (setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, &window, sizeof(window)) < 0)
+    return Fail(env, "TCP_REPAIR_WINDOW", errno);
+
   if (SetInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE) < 0) return Fail(env, "TCP_REPAIR_QUEUE", errno);
   return env.Undefined();
 }
