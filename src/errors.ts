@@ -91,8 +91,6 @@ export function describeNativeFailure(failure: NativeFailure): string {
       return `request refused: ${which} is not a socket; no socket was changed`;
     case 'NOT_TCP':
       return `request refused: ${which} is not a TCP socket (${named(DOMAINS, f.domain)}, ${named(TYPES, f.type)}, protocol ${named(PROTOCOLS, f.protocol)}); no socket was changed`;
-    case 'STATE_UNREADABLE':
-      return `request refused: cannot read the repair state of ${which}: ${systemMessage(f.errno)}; no socket was changed`;
     case 'REPAIR_FAILED':
       return `${commandName(f.command)} failed on ${which} (TCP state ${TCP_STATES[f.tcpState] ?? f.tcpState}): ${systemMessage(f.errno)}; ${rollbackNote(f)}`;
     case 'REPLY_FAILED':

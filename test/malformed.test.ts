@@ -5,9 +5,9 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { acceptHelper, awaitReply, HELPER, peer, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON, type HelperRun } from '../peer/peer';
+import { acceptHelper, awaitReply, HELPER, peer, TCP_REPAIR_OFF, TCP_REPAIR_ON, type HelperRun } from '../peer/peer';
 import type { RequestShape } from '../peer/native.d';
-import { loopbackConnections, repairStates, startSession, temporaryDirectory, type Loopback } from './lib';
+import { loopbackConnections, repairStates, startSession, startTestHelper, temporaryDirectory, type Loopback } from './lib';
 
 let loopback: Loopback;
 t.before(async () => {
@@ -92,6 +92,22 @@ t.test('a raw socket of protocol TCP is not a TCP stream socket', async (t) => {
   fs.closeSync(raw);
 });
 
+/** Why MPTCP cannot be tested here (the kernel lacks it), or false when it can. */
+function mptcpMissing(): string | false {
+  try {
+    fs.closeSync(peer.otherSocket('mptcp'));
+    return false;
+  } catch (error) {
+    return `SKIPPED: this kernel cannot create MPTCP sockets (${(error as Error).message})`;
+  }
+}
+
+t.test('an MPTCP socket (AF_INET, SOCK_STREAM, IPPROTO_MPTCP) is not a TCP socket', { skip: mptcpMissing() }, async (t) => {
+  const mptcp = peer.otherSocket('mptcp');
+  await expectRefusal(t, { bytes: [TCP_REPAIR_ON], fds: () => [tcp(2), mptcp], message: /descriptor 2 of 2 is not a TCP socket \(AF_INET, SOCK_STREAM, protocol MPTCP\)/ });
+  fs.closeSync(mptcp);
+});
+
 t.test('a listening TCP socket: the kernel refuses it, and the sockets already switched are rolled back', async (t) => {
   const server = net.createServer().listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
@@ -155,7 +171,7 @@ t.test('several SCM_RIGHTS headers in one message reach the helper merged by the
 async function startLimitedSession(limit: number): Promise<{ helper: HelperRun; sock: number }> {
   const socketPath = path.join(temporaryDirectory(), 'passt.repair');
   const listener = peer.listenUnix(socketPath);
-  const helper = startHelper([socketPath], ['prlimit', `--nofile=${limit}:${limit}`, HELPER]);
+  const helper = startTestHelper([socketPath], ['prlimit', `--nofile=${limit}:${limit}`, HELPER]);
   const sock = await acceptHelper(listener);
   fs.closeSync(listener);
   return { helper, sock };
