@@ -5,11 +5,17 @@
 namespace passt_repair {
 Napi::Value ConnectToSocketFile(const Napi::CallbackInfo &info);
 Napi::Value HandleMessage(const Napi::CallbackInfo &info);
+Napi::Value PeerCredentials(const Napi::CallbackInfo &info);
+Napi::Value ApplyCredentials(const Napi::CallbackInfo &info);
+Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info);
 }  // namespace passt_repair
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("connectToSocketFile", Napi::Function::New(env, passt_repair::ConnectToSocketFile));
   exports.Set("handleMessage", Napi::Function::New(env, passt_repair::HandleMessage));
+  exports.Set("peerCredentials", Napi::Function::New(env, passt_repair::PeerCredentials));
+  exports.Set("applyCredentials", Napi::Function::New(env, passt_repair::ApplyCredentials));
+  exports.Set("installSeccompFilter", Napi::Function::New(env, passt_repair::InstallSeccompFilter));
   return exports;
 }
 

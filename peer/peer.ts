@@ -64,3 +64,11 @@ export function openDescriptors(pid: number): Map<number, string> {
   }
   return held;
 }
+
+/** Writes `policy` as policy.json in `dir` (mode 0644) for the helper's --policy; returns its path. */
+export function writePolicy(dir: string, policy: object): string {
+  const file = path.join(dir, 'policy.json');
+  fs.writeFileSync(file, `${JSON.stringify(policy, null, 2)}\n`, { mode: 0o644 });
+  fs.chmodSync(file, 0o644);
+  return file;
+}

@@ -1,8 +1,11 @@
 // The command line: `passt-repair [OPTIONS] PATH`, as libvirt and KubeVirt
 // call the C helper, plus options that only narrow what it does.
 import { UsageError } from './errors';
+import { DEFAULT_POLICY_FILE } from './policy';
 
 export const USAGE = `Usage: passt-repair [OPTIONS] PATH
+       passt-repair [--policy FILE] --explain PATH
+       passt-repair --check-policy [FILE]
 
 Sets and clears TCP repair mode on sockets that passt(1) passes over its
 repair socket, so that passt needs no capability to migrate TCP connections.
@@ -10,20 +13,31 @@ repair socket, so that passt needs no capability to migrate TCP connections.
 PATH is passt's repair socket, or a directory in which to wait for a socket
 whose name ends in ".repair" (one that exists already, or one created later).
 
+The helper connects only where the policy file allows, and serves only a
+passt the policy names (see policy/policy.schema.json).
+
 Options:
+  --policy FILE      the policy (default: ${DEFAULT_POLICY_FILE})
+  --check-policy [FILE]
+                     check the policy (FILE, or as --policy names it) and exit
+                     0 if it is valid, 1 if it is not
+  --explain PATH     print which rule of the policy allows PATH, or why none
+                     does, and exit 0 if one does, 1 if none does
   --timeout SECONDS  give up waiting for the socket in directory mode after
                      SECONDS (default: wait as long as it takes)
   -h, --help         print this help and exit
   -V, --version      print the version and exit
 
-Exit status: 0 when passt closes the connection, 1 on any error, 2 on a
-usage error.
+Exit status: 0 when passt closes the connection, 1 on any error (a refused
+path or peer included), 2 on a usage error or an unusable policy.
 `;
 
 export type Invocation =
   | { action: 'help' }
   | { action: 'version' }
-  | { action: 'serve'; path: string; timeoutMs: number | undefined };
+  | { action: 'check-policy'; policyFile: string }
+  | { action: 'explain'; path: string; policyFile: string }
+  | { action: 'serve'; path: string; timeoutMs: number | undefined; policyFile: string };
 
 function parseTimeout(text: string | undefined): number {
   const seconds = Number(text);
@@ -35,6 +49,9 @@ function parseTimeout(text: string | undefined): number {
 export function parseArguments(args: readonly string[]): Invocation {
   let path: string | undefined;
   let timeoutMs: number | undefined;
+  let policyFile: string | undefined;
+  let explain: string | undefined;
+  let checkPolicy = false;
   let optionsEnded = false;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
@@ -53,6 +70,19 @@ export function parseArguments(args: readonly string[]): Invocation {
         case '--timeout':
           timeoutMs = parseTimeout(inline ?? args[++i]);
           continue;
+        case '--policy':
+          policyFile = inline ?? args[++i];
+          if (policyFile === undefined || policyFile === '') throw new UsageError('--policy needs a FILE');
+          continue;
+        case '--explain':
+          explain = inline ?? args[++i];
+          if (explain === undefined || explain === '') throw new UsageError('--explain needs a PATH');
+          continue;
+        case '--check-policy':
+          // Its FILE is optional, so it is taken as the operand below.
+          checkPolicy = true;
+          if (inline !== undefined) policyFile = inline;
+          continue;
         default:
           throw new UsageError(`unknown option "${arg}"`);
       }
@@ -61,6 +91,16 @@ export function parseArguments(args: readonly string[]): Invocation {
     if (arg === '') throw new UsageError('PATH is empty');
     path = arg;
   }
+  if (checkPolicy) {
+    if (explain !== undefined || timeoutMs !== undefined) throw new UsageError('--check-policy takes no other option');
+    if (path !== undefined && policyFile !== undefined) throw new UsageError(`one policy FILE expected, got "${policyFile}" and "${path}"`);
+    return { action: 'check-policy', policyFile: path ?? policyFile ?? DEFAULT_POLICY_FILE };
+  }
+  if (explain !== undefined) {
+    if (path !== undefined) throw new UsageError(`--explain takes one PATH, got "${explain}" and "${path}"`);
+    if (timeoutMs !== undefined) throw new UsageError('--explain and --timeout do not go together');
+    return { action: 'explain', path: explain, policyFile: policyFile ?? DEFAULT_POLICY_FILE };
+  }
   if (path === undefined) throw new UsageError('PATH is missing');
-  return { action: 'serve', path, timeoutMs };
+  return { action: 'serve', path, timeoutMs, policyFile: policyFile ?? DEFAULT_POLICY_FILE };
 }

@@ -2,8 +2,13 @@
 import * as fs from 'node:fs';
 import { USAGE, parseArguments } from './cli';
 import { connectToPasst } from './connect';
-import { ExitCode, HelperError } from './errors';
+import { ExitCode, HelperError, UsageError } from './errors';
+import { loadPolicy } from './policy';
+import { explainPath } from './policy/explain';
+import { checkPeer } from './policy/peer';
 import { serve } from './protocol';
+import { dropToNetAdmin, dropToReachSocket } from './sandbox/capabilities';
+import { installSeccompFilter, loadAllowlist } from './sandbox/seccomp';
 
 const VERSION: string = require('../../package.json').version;
 
@@ -20,14 +25,37 @@ async function main(args: readonly string[]): Promise<ExitCode> {
     case 'version':
       fs.writeSync(process.stdout.fd, `passt-repair ${VERSION}\n`);
       return ExitCode.Done;
+    case 'check-policy':
+      try {
+        loadPolicy(invocation.policyFile);
+      } catch (error) {
+        if (!(error instanceof HelperError)) throw error;
+        say(error.message);
+        return ExitCode.Failure;
+      }
+      fs.writeSync(process.stdout.fd, `${invocation.policyFile}: valid\n`);
+      return ExitCode.Done;
+    case 'explain': {
+      const explanation = explainPath(loadPolicy(invocation.policyFile), invocation.path);
+      fs.writeSync(process.stdout.fd, explanation.text);
+      return explanation.allowed ? ExitCode.Done : ExitCode.Failure;
+    }
     case 'serve': {
       // The gates, in this order, before anything passt sends is read:
       // 1. the path policy (load the policy; the path is checked while connecting),
       // 2. capabilities (dropped to what reaching the socket needs, then to CAP_NET_ADMIN),
       // 4. the peer's credentials (SO_PEERCRED right after connect),
       // 3. seccomp (the last step before the protocol loop).
-      const connection = await connectToPasst(invocation.path, invocation.timeoutMs);
+      const policy = loadPolicy(invocation.policyFile);
+      if (policy.sandbox.seccomp === 'log')
+        say('WARNING: seccomp is in LOG mode (policy "sandbox": {"seccomp": "log"}): forbidden system calls are only logged, not stopped. Never use this in production.');
+      const allowlist = loadAllowlist();
+      const privileges = dropToReachSocket(policy.sandbox);
+      const connection = await connectToPasst(invocation.path, invocation.timeoutMs, policy, say);
       try {
+        checkPeer(connection);
+        dropToNetAdmin(privileges);
+        installSeccompFilter(policy.sandbox, allowlist);
         serve(connection.sock);
       } finally {
         fs.closeSync(connection.sock);
@@ -44,7 +72,7 @@ main(process.argv.slice(2)).then(
   (error: unknown) => {
     if (error instanceof HelperError) {
       say(error.message);
-      if (error.exitCode === ExitCode.Usage) say('try "passt-repair --help"');
+      if (error instanceof UsageError) say('try "passt-repair --help"');
       process.exitCode = error.exitCode;
     } else {
       say(`internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);

@@ -16,6 +16,37 @@ export interface NativeFailure extends Error {
   [field: string]: unknown;
 }
 
+/** Who is behind a connected UNIX socket (native/credentials.cc). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+  pidfd: number;
+}
+
+/** One line of seccomp/allowlist.policy: a call allowed when every condition holds. */
+export interface SeccompRule {
+  syscall: string;
+  /** "argument `arg` equals `value`", all of them. */
+  args: { arg: number; value: bigint }[];
+  /** Where it came from, for errors. */
+  line: number;
+}
+
+/** The change native/capabilities.cc applies to every thread (planned in src/sandbox/capabilities.ts). */
+export interface CredentialChange {
+  /** Capabilities left in the effective and permitted sets (if held); inheritable and ambient are emptied. */
+  keep: number[];
+  /** /proc/sys/kernel/cap_last_cap. */
+  lastCapability: number;
+  /** Set and lock SECBIT_NOROOT, NO_SETUID_FIXUP, KEEP_CAPS_LOCKED, NO_CAP_AMBIENT_RAISE (needs CAP_SETPCAP). */
+  lockSecurebits: boolean;
+  /** Drop every capability not kept from the bounding set (needs CAP_SETPCAP). */
+  dropBoundingSet: boolean;
+  /** The uid, gid and groups to change to, or null to keep them. */
+  ids: { uid: number; gid: number; groups: number[] } | null;
+}
+
 export interface Native {
   /**
    * Connects a new AF_UNIX stream socket to the socket file held open by
@@ -29,4 +60,24 @@ export interface Native {
    * when passt has closed the connection (EOF or ECONNRESET).
    */
   handleMessage(sock: number): HandledRequest | null;
+  /**
+   * SO_PEERCRED of the connected socket `sock`: passt's pid, uid and gid at
+   * listen(). `pidfd` is SO_PEERPIDFD's pidfd for that process (the caller
+   * closes it), or -1 on kernels older than 6.5.
+   */
+  peerCredentials(sock: number): PeerCredentials;
+  /**
+   * Applies `change` to every thread of the process (a real-time signal to
+   * each thread in /proc/self/task, until none is left unreached), sets
+   * NO_NEW_PRIVS on each and makes the process not dumpable. Throws if any
+   * thread fails or does not answer. Returns how many threads it reached.
+   */
+  applyCredentials(change: CredentialChange): number;
+  /**
+   * Builds the seccomp filter from `rules` (default action: kill the
+   * process, or log in "log" mode) and installs it on every thread at once.
+   * Throws UNKNOWN_SYSCALL (with `syscall` and `line`) for a name the
+   * platform does not know.
+   */
+  installSeccompFilter(rules: readonly SeccompRule[], mode: 'kill' | 'log'): void;
 }

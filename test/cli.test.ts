@@ -1,6 +1,9 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { HELPER } from '../peer/peer';
+import { HELPER, writePolicy } from '../peer/peer';
+import { temporaryDirectory } from './lib';
+
+const policy = writePolicy(temporaryDirectory(), { version: 1, rules: [] });
 
 function run(...args: string[]) {
   const result = spawnSync(HELPER, args, { encoding: 'utf8' });
@@ -43,10 +46,10 @@ t.test('usage errors exit 2 with one line saying what was wrong', async (t) => {
 });
 
 t.test('a PATH that is neither socket nor directory exits 1', async (t) => {
-  t.match(run('/nonexistent/x.repair'), { code: 1, stderr: /nonexistent\/x\.repair: no such file or directory/ });
-  t.match(run('/etc/hostname'), { code: 1, stderr: /\/etc\/hostname is not a socket or a directory/ });
+  t.match(run('--policy', policy, '/nonexistent/x.repair'), { code: 1, stderr: /nonexistent\/x\.repair: no such file or directory/ });
+  t.match(run('--policy', policy, '/etc/hostname'), { code: 1, stderr: /\/etc\/hostname is not a socket or a directory/ });
 });
 
 t.test('-- ends options, so a PATH may start with a dash', async (t) => {
-  t.match(run('--', '-nonexistent'), { code: 1, stderr: /-nonexistent: no such file or directory/ });
+  t.match(run('--policy', policy, '--', '-nonexistent'), { code: 1, stderr: /-nonexistent: no such file or directory/ });
 });

@@ -5,8 +5,8 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { acceptHelper, awaitReply, peer, startHelper, TCP_REPAIR_ON, type HelperRun } from '../peer/peer';
-import { loopbackConnections, temporaryDirectory, type Loopback } from './lib';
+import { acceptHelper, awaitReply, peer, TCP_REPAIR_ON, type HelperRun } from '../peer/peer';
+import { loopbackConnections, startTestHelper, temporaryDirectory, type Loopback } from './lib';
 
 const O_PATH = 0o10000000;
 let loopback: Loopback;
@@ -45,7 +45,7 @@ function cpuSeconds(pid: number): number {
 
 t.test('directory mode: a socket created after the helper started', async (t) => {
   const dir = temporaryDirectory();
-  const helper = startHelper([dir]);
+  const helper = startTestHelper([dir]);
   await sleep(300);
   t.equal(helper.child.exitCode, null, 'the helper waits');
   await serveOnce(t, peer.listenUnix(path.join(dir, 'vm.socket.repair')), helper);
@@ -54,13 +54,13 @@ t.test('directory mode: a socket created after the helper started', async (t) =>
 t.test('directory mode: a socket that exists before the helper starts', async (t) => {
   const dir = temporaryDirectory();
   const listener = peer.listenUnix(path.join(dir, 'vm.socket.repair'));
-  await serveOnce(t, listener, startHelper([dir]));
+  await serveOnce(t, listener, startTestHelper([dir]));
 });
 
 t.test('directory mode: refused while passt has bound but not listened, accepted once it listens; no busy loop', async (t) => {
   const dir = temporaryDirectory();
   const bound = peer.bindUnix(path.join(dir, 'vm.socket.repair'));
-  const helper = startHelper([dir]);
+  const helper = startTestHelper([dir]);
   await sleep(400); // let it start and reach its retries
   const before = cpuSeconds(helper.child.pid!);
   await sleep(1000);
@@ -76,7 +76,7 @@ t.test('directory mode: names not ending in .repair and files that are not socke
   const decoy = peer.listenUnix(path.join(dir, 'passt.socket'));
   fs.writeFileSync(path.join(dir, 'file.repair'), '');
   fs.symlinkSync('/etc/hostname', path.join(dir, 'link.repair'));
-  const helper = startHelper([dir]);
+  const helper = startTestHelper([dir]);
   await sleep(300);
   t.equal(peer.accept(decoy, 0), -1, 'the decoy socket was not connected to');
   await serveOnce(t, peer.listenUnix(path.join(dir, 'vm.repair')), helper);
@@ -85,7 +85,7 @@ t.test('directory mode: names not ending in .repair and files that are not socke
 
 t.test('--timeout bounds the wait in directory mode', async (t) => {
   const dir = temporaryDirectory();
-  const { code, stderr } = await startHelper(['--timeout', '0.5', dir]).exited;
+  const { code, stderr } = await startTestHelper(['--timeout', '0.5', dir]).exited;
   t.equal(code, 1);
   t.match(stderr, new RegExp(`no socket named \\*\\.repair in ${dir} accepted a connection within 0\\.5 s`));
 });
@@ -93,7 +93,7 @@ t.test('--timeout bounds the wait in directory mode', async (t) => {
 t.test('socket mode: passt not listening is an error at once, as with the C helper', async (t) => {
   const dir = temporaryDirectory();
   const bound = peer.bindUnix(path.join(dir, 'passt.repair'));
-  const { code, stderr } = await startHelper([path.join(dir, 'passt.repair')]).exited;
+  const { code, stderr } = await startTestHelper([path.join(dir, 'passt.repair')]).exited;
   t.equal(code, 1);
   t.match(stderr, /cannot connect to .*passt\.repair: connection refused/);
   fs.closeSync(bound);
@@ -112,12 +112,12 @@ t.test('a socket path longer than sun_path (108 bytes) works in socket mode', as
   const socketPath = path.join(longDirectory(), 'vm.socket.repair');
   t.ok(socketPath.length > 108, `path of ${socketPath.length} bytes`);
   const listener = listenAnywhere(socketPath);
-  await serveOnce(t, listener, startHelper([socketPath]));
+  await serveOnce(t, listener, startTestHelper([socketPath]));
 });
 
 t.test('a directory path longer than sun_path works in directory mode', async (t) => {
   const dir = longDirectory();
-  const helper = startHelper([dir]);
+  const helper = startTestHelper([dir]);
   await sleep(200);
   await serveOnce(t, listenAnywhere(path.join(dir, 'vm.socket.repair')), helper);
 });
@@ -126,7 +126,7 @@ t.test('a symlink to the directory (KubeVirt shortens long paths this way) is fo
   const dir = longDirectory();
   const link = path.join(temporaryDirectory(), 'short');
   fs.symlinkSync(dir, link);
-  const helper = startHelper([link]);
+  const helper = startTestHelper([link]);
   await sleep(200);
   await serveOnce(t, listenAnywhere(path.join(dir, 'vm.socket.repair')), helper);
 });

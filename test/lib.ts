@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { acceptHelper, peer, startHelper, type HelperRun } from '../peer/peer';
+import { acceptHelper, peer, startHelper, writePolicy, type HelperRun } from '../peer/peer';
 
 export interface Loopback {
   /** The client ends' descriptors: what the tests pass to the helper. */
@@ -38,6 +38,20 @@ export function temporaryDirectory(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'passt-repair-test-'));
 }
 
+/**
+ * A policy for the tests: any socket or directory under the temporary
+ * directory, served to a peer that owns the socket file (the rule's default).
+ */
+export const TEST_POLICY = writePolicy(temporaryDirectory(), {
+  version: 1,
+  rules: [{ name: 'tests', sockets: [`${os.tmpdir()}/**`], directories: [`${os.tmpdir()}/**`], peer: {} }],
+});
+
+/** The real helper under the tests' policy. */
+export function startTestHelper(args: readonly string[], command?: readonly string[]): HelperRun {
+  return startHelper(['--policy', TEST_POLICY, ...args], command);
+}
+
 export interface Session {
   helper: HelperRun;
   /** The accepted connection from the helper. */
@@ -50,7 +64,7 @@ export async function startSession(helperArgs: (socketPath: string, dir: string)
   const dir = temporaryDirectory();
   const socketPath = path.join(dir, 'passt.repair');
   const listener = peer.listenUnix(socketPath);
-  const helper = startHelper(helperArgs(socketPath, dir));
+  const helper = startTestHelper(helperArgs(socketPath, dir));
   try {
     const sock = await acceptHelper(listener);
     return { helper, sock, dir };

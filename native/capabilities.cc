@@ -1,0 +1,303 @@
+// Gate 2's system calls: credentials changed on every thread of the process.
+//
+// Capabilities, securebits, NO_NEW_PRIVS and (through raw system calls) the
+// uid, gid and groups belong to each thread, not to the process, and Node.js
+// runs several threads before any JavaScript does. So the calling thread
+// applies the change to itself, then sends a real-time signal to every other
+// thread listed in /proc/self/task; each thread's handler applies the same
+// change to itself and acknowledges. The list is read again until a pass
+// finds no thread it has not reached (a thread created meanwhile inherits the
+// old credentials from its creator, so it is reached on the next pass). A
+// thread that does not acknowledge in time makes the whole call fail: the
+// helper then exits rather than run with one privileged thread.
+//
+// What to keep is decided in src/sandbox/capabilities.ts; this file only
+// carries it out.
+#include <dirent.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include "errors.h"
+
+namespace passt_repair {
+namespace {
+
+// glibc keeps SIGRTMIN's first two values for itself (SIGCANCEL, SIGSETXID);
+// SIGRTMIN as a function already skips them. Nothing in Node.js 24 or libuv
+// uses SIGRTMIN+3; the code checks that no handler is installed anyway.
+int BroadcastSignal() { return SIGRTMIN + 3; }
+
+constexpr int kMaxThreads = 256;
+constexpr long kAcknowledgeTimeoutNs = 2'000'000'000L;
+
+// The change every thread applies. Written before any thread is signalled and
+// only read afterwards; the signal delivery orders the accesses.
+struct CredentialChange {
+  uint64_t keep;           // capabilities left in the effective and permitted sets
+  int last_capability;     // /proc/sys/kernel/cap_last_cap
+  bool lock_securebits;    // needs CAP_SETPCAP
+  bool drop_bounding_set;  // needs CAP_SETPCAP
+  bool change_ids;
+  uid_t uid;
+  gid_t gid;
+  std::vector<gid_t> groups;
+};
+
+CredentialChange g_change;
+// The first failure on any thread: which step, and errno.
+std::atomic<int> g_failed_step{0};
+std::atomic<int> g_failed_errno{0};
+// Threads that have applied the change.
+std::atomic<pid_t> g_done[kMaxThreads];
+std::atomic<int> g_done_count{0};
+
+enum Step {
+  kNone = 0,
+  kSecurebits,
+  kBoundingSet,
+  kSetgroups,
+  kSetresgid,
+  kSetresuid,
+  kCapget,
+  kCapset,
+  kAmbient,
+  kNoNewPrivs,
+};
+
+const char *StepName(int step) {
+  switch (step) {
+    case kSecurebits: return "PR_SET_SECUREBITS";
+    case kBoundingSet: return "PR_CAPBSET_DROP";
+    case kSetgroups: return "setgroups";
+    case kSetresgid: return "setresgid";
+    case kSetresuid: return "setresuid";
+    case kCapget: return "capget";
+    case kCapset: return "capset";
+    case kAmbient: return "PR_CAP_AMBIENT_CLEAR_ALL";
+    case kNoNewPrivs: return "PR_SET_NO_NEW_PRIVS";
+    default: return "none";
+  }
+}
+
+void RecordFailure(int step, int error) {
+  int expected = kNone;
+  if (g_failed_step.compare_exchange_strong(expected, step)) g_failed_errno.store(error);
+}
+
+// Raw syscall() only: glibc's setresuid() and friends would broadcast to every
+// thread with their own signal from inside this handler, and none of these
+// calls may allocate or take a lock. Async-signal-safe throughout.
+void ApplyToThisThread() {
+  const CredentialChange &c = g_change;
+  // prctl(2) PR_SET_SECUREBITS: no capabilities for uid 0 on execve
+  // (NOROOT), none lost or gained when the uid changes (NO_SETUID_FIXUP, which
+  // lets the uid change below keep CAP_NET_ADMIN), no keep-caps, no ambient
+  // raise; each locked so it can never be undone.
+  if (c.lock_securebits &&
+      syscall(SYS_prctl, PR_SET_SECUREBITS,
+              SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |
+                  SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
+              0, 0, 0) < 0)
+    return RecordFailure(kSecurebits, errno);
+  // prctl(2) PR_CAPBSET_DROP: the bounding set limits what any later execve()
+  // could grant. Needs CAP_SETPCAP, so it comes before capset() drops it.
+  if (c.drop_bounding_set)
+    for (int cap = 0; cap <= c.last_capability; cap++)
+      if (!(c.keep & (uint64_t{1} << cap)) && syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+        return RecordFailure(kBoundingSet, errno);
+  if (c.change_ids) {
+    // setgroups(2), setresgid(2), setresuid(2): this thread only (the raw
+    // system calls). Groups and gid first: changing them needs CAP_SETGID,
+    // which is still there; NO_SETUID_FIXUP keeps every capability across
+    // the uid change.
+    if (syscall(SYS_setgroups, c.groups.size(), c.groups.data()) < 0) return RecordFailure(kSetgroups, errno);
+    if (syscall(SYS_setresgid, c.gid, c.gid, c.gid) < 0) return RecordFailure(kSetresgid, errno);
+    if (syscall(SYS_setresuid, c.uid, c.uid, c.uid) < 0) return RecordFailure(kSetresuid, errno);
+  }
+  // capget(2), capset(2): effective and permitted become what is kept (of
+  // what this thread has: capset cannot add), inheritable becomes empty.
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capget, &header, data) < 0) return RecordFailure(kCapget, errno);
+  for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; i++) {
+    const uint32_t keep = static_cast<uint32_t>(c.keep >> (32 * i));
+    data[i].permitted &= keep;
+    data[i].effective = data[i].permitted;
+    data[i].inheritable = 0;
+  }
+  if (syscall(SYS_capset, &header, data) < 0) return RecordFailure(kCapset, errno);
+  // prctl(2) PR_CAP_AMBIENT_CLEAR_ALL: ambient capabilities only matter for
+  // execve(), which the helper never calls; none are kept.
+  if (syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+    return RecordFailure(kAmbient, errno);
+  // prctl(2) PR_SET_NO_NEW_PRIVS: per thread too; nothing this thread might
+  // execute could gain a privilege (set-user-ID, file capabilities).
+  if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return RecordFailure(kNoNewPrivs, errno);
+}
+
+// fetch_add gives each thread its own slot; a slot still 0 reads as "not yet".
+void Acknowledge() {
+  const int mine = g_done_count.fetch_add(1);
+  if (mine < kMaxThreads) g_done[mine].store(static_cast<pid_t>(syscall(SYS_gettid)));
+}
+
+void OnBroadcastSignal(int) {
+  const int saved_errno = errno;
+  ApplyToThisThread();
+  Acknowledge();
+  errno = saved_errno;
+}
+
+bool HasAcknowledged(pid_t tid) {
+  const int count = g_done_count.load();
+  for (int i = 0; i < count && i < kMaxThreads; i++)
+    if (g_done[i].load() == tid) return true;
+  return false;
+}
+
+// The threads of this process, from /proc/self/task (opendir(3): openat(2),
+// getdents64(2), close(2)). Empty if it cannot be read.
+std::vector<pid_t> ListThreads() {
+  std::vector<pid_t> threads;
+  DIR *dir = opendir("/proc/self/task");
+  if (!dir) return threads;
+  while (struct dirent *entry = readdir(dir))
+    if (entry->d_name[0] != '.') threads.push_back(static_cast<pid_t>(atoi(entry->d_name)));
+  closedir(dir);
+  return threads;
+}
+
+bool ThreadExists(pid_t tid) {
+  // tgkill(2) with signal 0: ESRCH once the thread has exited.
+  return syscall(SYS_tgkill, getpid(), tid, 0) == 0;
+}
+
+long NowNs() {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec * 1'000'000'000L + now.tv_nsec;
+}
+
+uint64_t CapabilityMask(const Napi::Array &capabilities) {
+  uint64_t mask = 0;
+  for (uint32_t i = 0; i < capabilities.Length(); i++)
+    mask |= uint64_t{1} << capabilities.Get(i).As<Napi::Number>().Uint32Value();
+  return mask;
+}
+
+}  // namespace
+
+// applyCredentials(change): see src/native.d.ts.
+Napi::Value ApplyCredentials(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const Napi::Object change = info[0].As<Napi::Object>();
+  g_change.keep = CapabilityMask(change.Get("keep").As<Napi::Array>());
+  g_change.last_capability = change.Get("lastCapability").As<Napi::Number>().Int32Value();
+  g_change.lock_securebits = change.Get("lockSecurebits").As<Napi::Boolean>().Value();
+  g_change.drop_bounding_set = change.Get("dropBoundingSet").As<Napi::Boolean>().Value();
+  const Napi::Value ids = change.Get("ids");
+  g_change.change_ids = ids.IsObject();
+  g_change.groups.clear();
+  if (g_change.change_ids) {
+    const Napi::Object account = ids.As<Napi::Object>();
+    g_change.uid = account.Get("uid").As<Napi::Number>().Uint32Value();
+    g_change.gid = account.Get("gid").As<Napi::Number>().Uint32Value();
+    const Napi::Array groups = account.Get("groups").As<Napi::Array>();
+    for (uint32_t i = 0; i < groups.Length(); i++)
+      g_change.groups.push_back(groups.Get(i).As<Napi::Number>().Uint32Value());
+  }
+  g_failed_step.store(kNone);
+  g_failed_errno.store(0);
+  g_done_count.store(0);
+  for (std::atomic<pid_t> &slot : g_done) slot.store(0);  // no thread id left from an earlier call
+  std::atomic_thread_fence(std::memory_order_seq_cst);    // the change is visible before any thread is signalled
+
+  const int signal_number = BroadcastSignal();
+  // sigaction(2): the handler, with every signal blocked while it runs.
+  struct sigaction action = {}, previous = {};
+  action.sa_handler = OnBroadcastSignal;
+  action.sa_flags = SA_RESTART;
+  sigfillset(&action.sa_mask);
+  if (sigaction(signal_number, &action, &previous) < 0) {
+    ThrowFailure(env, "BROADCAST_FAILED", errno);
+    return env.Undefined();
+  }
+  if (previous.sa_handler != SIG_DFL) {
+    sigaction(signal_number, &previous, nullptr);
+    ThrowFailure(env, "BROADCAST_SIGNAL_IN_USE", 0, {{"signal", signal_number}});
+    return env.Undefined();
+  }
+
+  ApplyToThisThread();
+  Acknowledge();
+
+  const pid_t self = getpid();
+  std::vector<pid_t> signalled;
+  pid_t unresponsive = 0;
+  for (;;) {
+    int reached_now = 0;
+    for (pid_t tid : ListThreads()) {
+      if (HasAcknowledged(tid)) continue;
+      bool already = false;
+      for (pid_t s : signalled) already = already || s == tid;
+      if (already) continue;
+      // tgkill(2): this thread of this process, nothing else.
+      if (syscall(SYS_tgkill, self, tid, signal_number) == 0) {
+        signalled.push_back(tid);
+        reached_now++;
+      }
+    }
+    if (reached_now == 0) break;
+    const long deadline = NowNs() + kAcknowledgeTimeoutNs;
+    for (pid_t tid : signalled) {
+      while (!HasAcknowledged(tid) && ThreadExists(tid) && NowNs() < deadline) {
+        struct timespec pause = {0, 100'000};
+        nanosleep(&pause, nullptr);
+      }
+      if (!HasAcknowledged(tid) && ThreadExists(tid)) unresponsive = tid;
+    }
+    if (unresponsive != 0 || g_done_count.load() >= kMaxThreads) break;
+  }
+  if (unresponsive != 0) {
+    // The handler stays: the signal is still pending on that thread, and
+    // the default action would end the process before the message is said.
+    ThrowFailure(env, "THREAD_UNRESPONSIVE", 0, {{"tid", unresponsive}, {"signal", signal_number}});
+    return env.Undefined();
+  }
+  // Every signal sent was handled (or its thread is gone), so the default
+  // action can come back.
+  sigaction(signal_number, &previous, nullptr);
+  if (g_done_count.load() >= kMaxThreads) {
+    ThrowFailure(env, "TOO_MANY_THREADS", 0, {{"threads", kMaxThreads}});
+    return env.Undefined();
+  }
+  if (g_failed_step.load() != kNone) {
+    Napi::Error failure = Napi::Error::New(env, "CREDENTIALS_FAILED");
+    failure.Value().Set("code", "CREDENTIALS_FAILED");
+    failure.Value().Set("step", StepName(g_failed_step.load()));
+    failure.Value().Set("errno", g_failed_errno.load());
+    failure.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  // prctl(2) PR_SET_DUMPABLE 0, for the whole process: no core dump, no
+  // ptrace attach by the new uid, /proc/PID files owned by root. After the
+  // ids: changing the effective uid resets it.
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+    ThrowFailure(env, "NOT_DUMPABLE_FAILED", errno);
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, g_done_count.load());
+}
+
+}  // namespace passt_repair

@@ -1,0 +1,7 @@
+// What the policy file decides about the sandbox (its "sandbox" object).
+export interface SandboxSettings {
+  /** The unprivileged account a helper started as root becomes. */
+  user: string;
+  /** What the seccomp filter does with a call not in seccomp/: end the process, or only log it. */
+  seccomp: 'kill' | 'log';
+}

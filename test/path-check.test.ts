@@ -1,0 +1,129 @@
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { connectToHeld, holdSocketFile } from '../src/connect';
+import { parsePolicy } from '../src/policy/load';
+import { acceptHelper, peer, startHelper, writePolicy } from '../peer/peer';
+import { temporaryDirectory } from './lib';
+
+function policyFor(dir: string, rules: object[]): string {
+  return writePolicy(dir, { version: 1, rules });
+}
+
+t.test('an allowed socket is connected to; a disallowed one never is', async (t) => {
+  const dir = temporaryDirectory();
+  const allowed = path.join(dir, 'a.repair');
+  const other = path.join(dir, 'b.socket');
+  const allowedListener = peer.listenUnix(allowed);
+  const otherListener = peer.listenUnix(other);
+  const policy = policyFor(dir, [{ name: 'only-repair', sockets: [`${dir}/*.repair`], peer: {} }]);
+
+  const served = startHelper(['--policy', policy, allowed]);
+  const sock = await acceptHelper(allowedListener);
+  fs.closeSync(sock);
+  t.match(await served.exited, { code: 0 });
+
+  const refused = await startHelper(['--policy', policy, other]).exited;
+  t.equal(refused.code, 1);
+  t.equal(refused.stderr, `passt-repair: ${other}: no rule of ${policy} allows connecting to this socket\n`);
+  t.equal(peer.accept(otherListener, 0), -1, 'the refused socket saw no connection');
+
+  // Symlinks are resolved, and the target is what is checked.
+  fs.symlinkSync(allowed, path.join(dir, 'short'));
+  fs.symlinkSync(other, path.join(dir, 'sneaky.repair'));
+  const viaLink = startHelper(['--policy', policy, path.join(dir, 'short')]);
+  fs.closeSync(await acceptHelper(allowedListener));
+  t.match(await viaLink.exited, { code: 0 });
+  const viaBadLink = await startHelper(['--policy', policy, path.join(dir, 'sneaky.repair')]).exited;
+  t.equal(viaBadLink.code, 1);
+  t.match(viaBadLink.stderr, `${other}: no rule`);
+  t.equal(peer.accept(otherListener, 0), -1);
+  fs.closeSync(allowedListener);
+  fs.closeSync(otherListener);
+});
+
+t.test('swap race: what was opened and checked is what gets connected, never the replacement', async (t) => {
+  const dir = temporaryDirectory();
+  const socketPath = path.join(dir, 'passt.repair');
+  const original = peer.listenUnix(socketPath);
+  const policy = parsePolicy('p.json', JSON.stringify({ version: 1, rules: [{ name: 'r', sockets: [`${dir}/*.repair`], peer: {} }] }));
+
+  // The helper's own two steps, with the swap deterministically in between.
+  const held = holdSocketFile(socketPath, socketPath);
+  if (!('fd' in held)) throw new Error('not held');
+  t.equal(held.path, socketPath, 'the path checked is the one the kernel gives for the descriptor');
+  fs.renameSync(socketPath, path.join(dir, 'moved-away'));
+  const replacement = peer.listenUnix(socketPath);
+  const attempt = connectToHeld(held, policy.rules);
+  t.ok('connected' in attempt, 'the socket checked is connected to, wherever it was moved');
+  if ('connected' in attempt) fs.closeSync(attempt.connected.sock);
+  t.equal(peer.accept(replacement, 0), -1, 'the replacement saw no connection');
+  const first = peer.accept(original, 0);
+  t.ok(first >= 0, 'the original listener got the connection');
+  fs.closeSync(first);
+
+  // Swapped by a symlink to elsewhere: still the original that is reached.
+  fs.unlinkSync(socketPath);
+  fs.renameSync(path.join(dir, 'moved-away'), path.join(dir, 'real.repair'));
+  const heldAgain = holdSocketFile(path.join(dir, 'real.repair'), 'real');
+  if (!('fd' in heldAgain)) throw new Error('not held');
+  fs.renameSync(path.join(dir, 'real.repair'), path.join(dir, 'kept.repair'));
+  fs.closeSync(replacement);
+  const decoy = peer.listenUnix(path.join(dir, 'decoy.repair'));
+  fs.symlinkSync(path.join(dir, 'decoy.repair'), path.join(dir, 'real.repair'));
+  const connected = connectToHeld(heldAgain, policy.rules);
+  t.ok('connected' in connected);
+  if ('connected' in connected) {
+    t.equal(connected.connected.path, path.join(dir, 'real.repair'), 'reported as the path that was checked');
+    fs.closeSync(connected.connected.sock);
+  }
+  t.equal(peer.accept(decoy, 0), -1, 'the decoy saw no connection');
+  const fromOriginal = peer.accept(original, 0);
+  t.ok(fromOriginal >= 0, 'the original listener got the connection');
+  fs.closeSync(fromOriginal);
+  fs.closeSync(original);
+  fs.closeSync(decoy);
+});
+
+t.test('directory mode: the directory is checked first, each socket found before connecting', async (t) => {
+  const dir = temporaryDirectory();
+  const waitIn = path.join(dir, 'wait');
+  fs.mkdirSync(waitIn);
+  const policy = policyFor(dir, [
+    { name: 'wait', sockets: [`${waitIn}/good-*.repair`], directories: [waitIn], peer: {} },
+    { name: 'unrelated', sockets: [`${waitIn}/bad-*.repair`], peer: {} },
+  ]);
+  const notAllowed = await startHelper(['--policy', policy, '--timeout', '1', dir]).exited;
+  t.equal(notAllowed.code, 1);
+  t.equal(notAllowed.stderr, `passt-repair: ${dir}: no rule of ${policy} allows waiting in this directory\n`);
+
+  const helper = startHelper(['--policy', policy, waitIn]);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const bad = peer.listenUnix(path.join(waitIn, 'bad-1.repair'));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const good = peer.listenUnix(path.join(waitIn, 'good-1.repair'));
+  fs.closeSync(await acceptHelper(good));
+  const { code, stderr } = await helper.exited;
+  t.equal(code, 0, stderr);
+  t.match(stderr, `skipping ${waitIn}/bad-1.repair: no rule that allows ${waitIn} allows this socket`);
+  t.equal(peer.accept(bad, 0), -1, 'the non-matching socket saw no connection');
+  fs.closeSync(bad);
+  fs.closeSync(good);
+});
+
+t.test('directory mode: a directory swapped after the helper started waiting is not followed', async (t) => {
+  const dir = temporaryDirectory();
+  const waitIn = path.join(dir, 'wait');
+  fs.mkdirSync(waitIn);
+  const policy = policyFor(dir, [{ name: 'wait', sockets: [`${dir}/**/*.repair`], directories: [waitIn], peer: {} }]);
+  const helper = startHelper(['--policy', policy, '--timeout', '1.5', waitIn]);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  fs.renameSync(waitIn, path.join(dir, 'old'));
+  fs.mkdirSync(waitIn);
+  const replacement = peer.listenUnix(path.join(waitIn, 'x.repair'));
+  const { code, stderr } = await helper.exited;
+  t.equal(code, 1);
+  t.match(stderr, /accepted a connection within 1\.5 s/);
+  t.equal(peer.accept(replacement, 0), -1, 'the replacement directory\'s socket saw no connection');
+  fs.closeSync(replacement);
+});

