@@ -82,7 +82,12 @@ Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info) {
       const uint64_t value = condition.Get("value").As<Napi::BigInt>().Uint64Value(&lossless);
       compare[c] = SCMP_CMP(argument, SCMP_CMP_EQ, value);
     }
-    error = seccomp_rule_add_exact_array(filter.get(), SCMP_ACT_ALLOW, number, conditions.Length(), compare);
+    // A "deny" rule refuses the call with an errno: it does nothing, and the
+    // process lives on (see seccomp/allowlist.policy for which calls and why).
+    const uint32_t action = rule.Has("deny") && rule.Get("deny").IsNumber()
+                                ? SCMP_ACT_ERRNO(rule.Get("deny").As<Napi::Number>().Uint32Value())
+                                : SCMP_ACT_ALLOW;
+    error = seccomp_rule_add_exact_array(filter.get(), action, number, conditions.Length(), compare);
     if (error < 0) {
       ThrowForRule(env, "SECCOMP_RULE_FAILED", -error, name, line);
       return env.Undefined();

@@ -31,6 +31,8 @@ export interface SeccompRule {
   args: { arg: number; value: bigint }[];
   /** Where it came from, for errors. */
   line: number;
+  /** Refuse the call with this errno instead of allowing it (never killed). */
+  deny?: number;
 }
 
 /** The change native/capabilities.cc applies to every thread (planned in src/sandbox/capabilities.ts). */

@@ -14,8 +14,8 @@ const LAUNCHER = path.join(ROOT, 'build/Release/passt_repair_launcher');
 const PROBE = path.join(ROOT, 'dist/test/fixtures/seccomp-probe.js');
 
 /**
- * Runs `command` in an empty environment. Through env -i, as bin/passt-repair
- * does: tap adds its own NODE_OPTIONS hooks to every child it sees spawned,
+ * Runs `command` in an empty environment. Through env -i (the launcher also
+ * clears the environment it gives the runtime, as bin/passt-repair relies on): tap adds its own NODE_OPTIONS hooks to every child it sees spawned,
  * and those would make calls of their own under the filter.
  */
 function runClean(command: readonly string[]) {
@@ -32,8 +32,10 @@ t.test('the allowlist: every line has a reason, every name is a system call of t
   const rules = loadAllowlist();
   t.ok(rules.length > 20, `${rules.length} rules`);
   const names = new Set(rules.map((rule) => rule.syscall));
-  for (const forbidden of ['socket', 'connect', 'bind', 'open', 'openat', 'execve', 'ptrace', 'io_uring_setup', 'io_uring_enter', 'clone', 'clone3'])
+  for (const forbidden of ['socket', 'connect', 'bind', 'openat2', 'creat', 'execve', 'ptrace', 'io_uring_setup', 'io_uring_enter', 'clone', 'clone3'])
     t.notOk(names.has(forbidden), `${forbidden} is not allowed`);
+  for (const refused of ['open', 'openat'])
+    t.same(rules.filter((rule) => rule.syscall === refused).map((rule) => rule.deny), [13], `${refused} is only ever refused with EACCES`);
   const setsockopt = rules.filter((rule) => rule.syscall === 'setsockopt');
   t.same(setsockopt.map((rule) => rule.args), [[{ arg: 1, value: 6n }, { arg: 2, value: 19n }]], 'setsockopt: SOL_TCP, TCP_REPAIR only');
 });
@@ -42,6 +44,7 @@ t.test('a line without a reason, a bad condition or an unknown constant is an er
   t.throws(() => parseAllowlist('read\n', 'x.policy'), new HelperError('x.policy:1: expected "NAME  # reason" or "NAME: argN == VALUE && ...  # reason"'));
   t.throws(() => parseAllowlist('# c\nfcntl: arg1 > 3  # why\n', 'x.policy'), /x\.policy:2: "arg1 > 3" is not "argN == VALUE"/);
   t.throws(() => parseAllowlist('fcntl: arg1 == F_DUPFD  # why\n', 'x.policy'), /x\.policy:1: unknown constant F_DUPFD/);
+  t.throws(() => parseAllowlist('openat: deny ENOPE  # why\n', 'x.policy'), /x\.policy:1: unknown error name ENOPE/);
 });
 
 t.test('building the filter fails loudly on a system call the platform does not know', async (t) => {
@@ -55,7 +58,7 @@ t.test('building the filter fails loudly on a system call the platform does not 
 
 const FORBIDDEN = [
   'socket', 'socketpair', 'connect', 'bind', 'listen', 'accept4',
-  'open', 'openat', 'openat2', 'creat',
+  'openat2', 'creat',
   'execve', 'execveat', 'fork', 'clone3',
   'ptrace', 'process_vm_readv', 'process_vm_writev',
   'setuid', 'setresuid', 'setgid', 'setgroups', 'capset',
@@ -70,6 +73,13 @@ t.test('under the helper\'s filter, each forbidden call kills the process with S
   for (const call of FORBIDDEN) {
     const result = probe(call);
     t.match(result, { signal: 'SIGSYS', stdout: '' }, `${call}: ${result.signal ?? `exit ${result.code} ${result.stdout}${result.stderr}`}`);
+  }
+});
+
+t.test('under the helper\'s filter, open and openat are refused with EACCES and open nothing', async (t) => {
+  for (const call of ['open', 'openat']) {
+    const result = probe(call);
+    t.match(result, { code: 0, signal: null, stdout: `survived ${call}: -13\n` }, `${call}: EACCES, no descriptor`);
   }
 });
 

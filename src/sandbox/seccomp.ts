@@ -2,6 +2,7 @@
 // this file reads and checks it, and native/seccomp.cc builds and installs it
 // on every thread. The last step before the protocol loop.
 import * as fs from 'node:fs';
+import { constants } from 'node:os';
 import * as path from 'node:path';
 import { native } from '../addon';
 import { HelperError, isNativeFailure, systemMessage } from '../errors';
@@ -27,6 +28,7 @@ const CONSTANTS: Readonly<Record<string, bigint>> = {
 
 const LINE = /^([a-z0-9_]+)(?:\s*:\s*(.+?))?\s+#\s*(\S.*)$/;
 const CONDITION = /^arg([0-5])\s*==\s*([A-Z_][A-Z0-9_]*|\d+)$/;
+const DENY = /^deny\s+(E[A-Z0-9]+)$/;
 
 /** Parses the allowlist; any line it does not understand is an error naming file and line. */
 export function parseAllowlist(text: string, file: string): SeccompRule[] {
@@ -39,6 +41,13 @@ export function parseAllowlist(text: string, file: string): SeccompRule[] {
     const match = LINE.exec(trimmed);
     if (!match) throw new HelperError(`${where}: expected "NAME  # reason" or "NAME: argN == VALUE && ...  # reason"`);
     const [, syscall, conditions] = match as unknown as [string, string, string | undefined];
+    const deny = DENY.exec(conditions?.trim() ?? '');
+    if (deny) {
+      const errno = (constants.errno as Record<string, number>)[deny[1]!];
+      if (errno === undefined) throw new HelperError(`${where}: unknown error name ${deny[1]}`);
+      rules.push({ syscall, args: [], line, deny: errno });
+      return;
+    }
     const args = (conditions === undefined ? [] : conditions.split('&&')).map((text) => {
       const condition = CONDITION.exec(text.trim());
       if (!condition) throw new HelperError(`${where}: "${text.trim()}" is not "argN == VALUE"`);
