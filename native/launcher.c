@@ -10,12 +10,21 @@
 // checks that no io_uring descriptor is open, and its filter kills the
 // process on any io_uring call.
 //
+// It also gives the runtime a clean environment, as `env -i` would (one exec
+// fewer at start-up): the helper usually runs as root, and NODE_OPTIONS,
+// NODE_PATH or anything else from a caller must not reach it. Only a fixed
+// PATH, UV_USE_IO_URING=0 and the caller's JOURNAL_STREAM (for logging to the
+// journal under systemd) are passed on.
+//
 // Built beside the addon (binding.gyp); started by bin/passt-repair.
 #include <errno.h>
 #include <seccomp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define JOURNAL_STREAM_PREFIX "JOURNAL_STREAM="
 
 int main(int argc, char **argv) {
 	if (argc < 2) {
@@ -34,8 +43,17 @@ int main(int argc, char **argv) {
 		return 1;
 	}
 	seccomp_release(filter);
-	// execv(2): the runtime, with the filter inherited.
-	execv(argv[1], argv + 1);
+
+	// The runtime's whole environment.
+	static char journal_stream[256] = JOURNAL_STREAM_PREFIX;
+	char *environment[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "UV_USE_IO_URING=0", NULL, NULL };
+	const char *journal = getenv("JOURNAL_STREAM");
+	if (journal && *journal && strlen(journal) < sizeof(journal_stream) - sizeof(JOURNAL_STREAM_PREFIX)) {
+		strcat(journal_stream, journal);
+		environment[2] = journal_stream;
+	}
+	// execve(2): the runtime, with the filter inherited.
+	execve(argv[1], argv + 1, environment);
 	fprintf(stderr, "passt-repair: cannot run %s: %s\n", argv[1], strerror(errno));
 	return 1;
 }

@@ -4,13 +4,16 @@ import { USAGE, parseArguments } from './cli';
 import { connectToPasst } from './connect';
 import { ExitCode, HelperError, UsageError } from './errors';
 import { loadPolicy } from './policy';
-import { explainPath } from './policy/explain';
 import { checkPeer } from './policy/peer';
 import { serve } from './protocol';
 import { dropToNetAdmin, dropToReachSocket } from './sandbox/capabilities';
 import { installSeccompFilter, loadAllowlist } from './sandbox/seccomp';
 
-const VERSION: string = require('../../package.json').version;
+// Modules and files that only --version and --explain need are loaded when
+// asked for: start-up time counts, as passt waits for the helper.
+function version(): string {
+  return (require('../../package.json') as { version: string }).version;
+}
 
 function say(line: string): void {
   fs.writeSync(process.stderr.fd, `passt-repair: ${line}\n`);
@@ -23,7 +26,7 @@ async function main(args: readonly string[]): Promise<ExitCode> {
       fs.writeSync(process.stdout.fd, USAGE);
       return ExitCode.Done;
     case 'version':
-      fs.writeSync(process.stdout.fd, `passt-repair ${VERSION}\n`);
+      fs.writeSync(process.stdout.fd, `passt-repair ${version()}\n`);
       return ExitCode.Done;
     case 'check-policy':
       try {
@@ -36,6 +39,7 @@ async function main(args: readonly string[]): Promise<ExitCode> {
       fs.writeSync(process.stdout.fd, `${invocation.policyFile}: valid\n`);
       return ExitCode.Done;
     case 'explain': {
+      const { explainPath } = require('./policy/explain') as typeof import('./policy/explain');
       const explanation = explainPath(loadPolicy(invocation.policyFile), invocation.path);
       fs.writeSync(process.stdout.fd, explanation.text);
       return explanation.allowed ? ExitCode.Done : ExitCode.Failure;

@@ -19,12 +19,12 @@ t.test('a small run reports every figure, verifies every socket and gives numeri
   const result = JSON.parse(run.stdout) as BenchResult;
   t.same(result.parameters, { connections: 300, rounds: 2, spawns: 2, batchSize: 253 });
 
-  for (const key of ['passtRepair', 'cFloor', 'bareNode'] as const) {
+  for (const key of ['passtRepair', 'cFloor', 'cFloorChecked', 'bareNode'] as const) {
     for (const field of ['startupMs', 'rssAtStartMiB', 'peakRssMiB'] as const) {
       t.ok(result.helpers[key][field] > 0, `${key}.${field} is a positive number`);
     }
   }
-  for (const key of ['passtRepair', 'cFloor'] as const) {
+  for (const key of ['passtRepair', 'cFloor', 'cFloorChecked'] as const) {
     const helper = result.helpers[key];
     for (const field of ['batchP50Us', 'batchP99Us', 'socketsPerSecond'] as const) {
       t.type(helper[field], 'number', `${key}.${field}`);
@@ -36,28 +36,36 @@ t.test('a small run reports every figure, verifies every socket and gives numeri
   }
   t.equal(result.helpers.bareNode.batchP50Us, undefined, 'the bare Node.js floor switches no sockets');
 
-  // A warm-up round and 2 timed rounds, ON and OFF, for each of 2 helpers.
-  t.same(result.verification, { sockets: 300, passes: 12, checks: 3600, allVerified: true });
+  // A warm-up round and 2 timed rounds, ON and OFF, for each of 3 helpers.
+  t.same(result.verification, { sockets: 300, passes: 18, checks: 5400, allVerified: true });
 
   for (const name of ['batchP50', 'socketsPerSecond', 'startup', 'peakRss'] as const) {
     const target = result.targets[name];
     t.ok(Number.isFinite(target.ratio) && target.ratio > 0, `${name} ratio is a number`);
     t.type(target.pass, 'boolean');
   }
+  // Against the checked C floor: informational ratios, no limit and no verdict.
+  for (const name of ['batchP50', 'socketsPerSecond'] as const) {
+    const ratio = result.informational[name];
+    t.ok(Number.isFinite(ratio.ratio) && ratio.ratio > 0, `informational ${name} ratio is a number`);
+    t.match(ratio.description, /checked C floor/);
+  }
 });
 
 t.test('the human-readable table names every target with PASS or MISS', async (t) => {
   const run = bench('--connections', '20', '--rounds', '1', '--spawns', '1');
   t.equal(run.status, 0, run.stderr);
-  for (const label of ['passt-repair', 'C floor', 'bare Node.js floor']) t.match(run.stdout, label);
+  for (const label of ['passt-repair', 'C floor', "C floor with the helper's checks", 'bare Node.js floor']) t.match(run.stdout, label);
   t.equal(run.stdout.match(/ (PASS|MISS)$/gm)?.length, 4);
+  t.match(run.stdout, /^informational \(not targets\): batch p50 \/ checked C floor \d+\.\d\dx, sockets per second \/ checked C floor \d+\.\d\dx$/m);
 });
 
 t.test('the bare Node.js floor runs with the flags the launcher gives the helper', async (t) => {
   const launcher = fs.readFileSync(HELPER, 'utf8');
   const launcherFlags = launcher.match(/"\$node" ((?:--[a-z0-9-]+ )+)/)?.[1]?.trim().split(' ');
   t.same(launcherFlags, HELPER_NODE_FLAGS);
-  t.match(launcher, /UV_USE_IO_URING=0/);
+  // The launcher (native/launcher.c) gives the runtime its clean environment.
+  t.match(fs.readFileSync(path.join(ROOT, 'native/launcher.c'), 'utf8'), /"UV_USE_IO_URING=0"/);
 });
 
 t.test('bad options are usage errors (exit 2)', async (t) => {
