@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native } from './addon';
-import { HelperError, isNativeFailure, systemMessage } from './errors';
+import { HelperError, describeNativeFailure, isNativeFailure, systemMessage } from './errors';
 import { rulesAllowingDirectory, rulesAllowingSocket, type Policy, type Rule } from './policy';
 
 const O_PATH = 0o10000000;
@@ -77,7 +77,8 @@ export function connectToHeld(held: HeldSocketFile, grants: readonly Rule[]): At
     const sock = native.connectToSocketFile(held.fd);
     return { connected: { sock, path: held.path, owner: held.owner, rules } };
   } catch (error) {
-    if (!isNativeFailure(error) || error.code !== 'CONNECT_FAILED') throw error;
+    if (!isNativeFailure(error)) throw error;
+    if (error.code !== 'CONNECT_FAILED') throw new HelperError(describeNativeFailure(error));
     if (error.errno === 111 /* ECONNREFUSED */) return { refused: true };
     if (error.errno === 2 /* ENOENT */) return { gone: true };
     throw new HelperError(`cannot connect to ${held.path}: ${systemMessage(error.errno)}`);
@@ -134,6 +135,8 @@ async function connectInDirectory(directory: string, timeoutMs: number | undefin
     wake?.();
   });
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+  // One timer for the whole wait, not one more on every pass.
+  const timedOut = timeoutMs === undefined ? undefined : sleep(timeoutMs, undefined, { signal: abort.signal }).catch(() => undefined);
   try {
     for (const name of fs.readdirSync(held)) if (name.endsWith(REPAIR_SUFFIX)) candidates.add(name);
     let retryDelay = 1;
@@ -149,13 +152,12 @@ async function connectInDirectory(directory: string, timeoutMs: number | undefin
           candidates.delete(name); // gone, not a socket (a symlink is never followed here), or not allowed
         }
       }
-      const remaining = deadline === undefined ? Infinity : deadline - Date.now();
-      if (remaining <= 0)
+      if (deadline !== undefined && Date.now() >= deadline)
         throw new HelperError(`no socket named *${REPAIR_SUFFIX} in ${directory} accepted a connection within ${timeoutMs! / 1000} s`);
       const changed = new Promise<void>((resolve) => (wake = resolve));
       const waits: Promise<unknown>[] = [changed];
       if (refused) waits.push(sleep(retryDelay, undefined, { signal: abort.signal }).catch(() => undefined));
-      if (remaining !== Infinity) waits.push(sleep(remaining, undefined, { signal: abort.signal }).catch(() => undefined));
+      if (timedOut !== undefined) waits.push(timedOut);
       await Promise.race(waits);
       retryDelay = refused ? Math.min(retryDelay * 2, MAX_RETRY_DELAY_MS) : 1;
     }

@@ -71,8 +71,6 @@ export function describeNativeFailure(failure: NativeFailure): string {
   switch (f.code) {
     case 'SOCKET_FAILED':
       return `cannot create a UNIX socket: ${systemMessage(f.errno)}`;
-    case 'CONNECT_FAILED':
-      return `cannot connect: ${systemMessage(f.errno)}`;
     case 'RECEIVE_FAILED':
       return `cannot receive a request from passt: ${systemMessage(f.errno)}`;
     case 'CONTROL_TRUNCATED':
