@@ -7,7 +7,7 @@
 // "directories" patterns matched the directory); the peer behind it is
 // served if one of those same rules also allows the peer.
 export { DEFAULT_POLICY_FILE, PolicyError, loadPolicy } from './load';
-export type { Policy, Rule, PeerRule } from './load';
+export type { LogFormat, Policy, Rule, PeerRule, SentryInclude, SentrySettings } from './load';
 import type { PeerCredentials } from '../native.d';
 import type { Rule } from './load';
 

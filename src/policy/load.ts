@@ -31,9 +31,23 @@ export interface Rule {
   peer: PeerRule;
 }
 
+export type LogFormat = 'text' | 'json';
+
+/** What a Sentry report may carry unscrubbed. */
+export type SentryInclude = 'paths' | 'ids' | 'pids';
+
+export interface SentrySettings {
+  dsn: string;
+  environment: string;
+  include: ReadonlySet<SentryInclude>;
+}
+
 export interface Policy {
   file: string;
   sandbox: { user: string; seccomp: 'kill' | 'log' };
+  log: { format: LogFormat };
+  /** Reporting to Sentry, when the policy opts in. */
+  sentry: SentrySettings | undefined;
   rules: readonly Rule[];
 }
 
@@ -48,6 +62,8 @@ export class PolicyError extends HelperError {
 interface PolicyDocument {
   version: 1;
   sandbox?: { user?: string; seccomp?: 'kill' | 'log' };
+  log?: { format?: LogFormat };
+  telemetry?: { sentry?: { dsn: string; environment?: string; include?: SentryInclude[] } };
   rules: { name: string; sockets: string[]; directories?: string[]; peer: { sameOwner?: boolean; uids?: number[]; gids?: number[] } }[];
 }
 
@@ -78,7 +94,7 @@ function checkTrusted(file: string, stats: fs.Stats): void {
 }
 
 /** Reads the policy file after checking that nobody untrusted can have written it. */
-function readTrustedFile(file: string): string {
+function readTrustedFile(file: string): { text: string; owner: number } {
   const absolute = path.resolve(file);
   let fd: number;
   try {
@@ -99,7 +115,7 @@ function readTrustedFile(file: string): string {
       if (directory === '/') break;
     }
     if (stats.size > MAX_POLICY_BYTES) throw new PolicyError(`${file}: ${stats.size} bytes; a policy is at most ${MAX_POLICY_BYTES}`);
-    return fs.readFileSync(fd, 'utf8');
+    return { text: fs.readFileSync(fd, 'utf8'), owner: stats.uid };
   } finally {
     fs.closeSync(fd);
   }
@@ -174,9 +190,12 @@ export function parsePolicy(file: string, text: string): Policy {
     seen.add(rule.name);
   });
   const pattern = (source: string): Pattern => ({ source, matches: compilePattern(source) });
+  const sentry = document.telemetry?.sentry;
   return {
     file,
     sandbox: { user: document.sandbox?.user ?? 'nobody', seccomp: document.sandbox?.seccomp ?? 'kill' },
+    log: { format: document.log?.format ?? 'text' },
+    sentry: sentry && { dsn: sentry.dsn, environment: sentry.environment ?? 'production', include: new Set(sentry.include ?? []) },
     rules: document.rules.map((rule) => ({
       name: rule.name,
       sockets: rule.sockets.map(pattern),
@@ -188,5 +207,11 @@ export function parsePolicy(file: string, text: string): Policy {
 
 /** Loads the policy, failing closed with a PolicyError (exit 2). */
 export function loadPolicy(file: string): Policy {
-  return parsePolicy(file, readTrustedFile(file));
+  const { text, owner } = readTrustedFile(file);
+  const policy = parsePolicy(file, text);
+  // Reports leave the machine: only the administrator decides that, not a
+  // user who runs the helper with a policy of their own.
+  if (policy.sentry !== undefined && owner !== 0)
+    throw new PolicyError(`${file}: owned by uid ${owner}; "telemetry" is honoured only in a policy owned by root`);
+  return policy;
 }
