@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "passt_repair",
-      "sources": ["native/addon.cc", "native/connect.cc", "native/protocol.cc", "native/credentials.cc", "native/capabilities.cc", "native/seccomp.cc"],
+      "sources": ["native/addon.cc", "native/connect.cc", "native/protocol.cc", "native/credentials.cc", "native/capabilities.cc", "native/seccomp.cc", "native/descriptors.cc"],
       "libraries": ["-lseccomp"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

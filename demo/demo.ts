@@ -417,6 +417,10 @@ async function main(): Promise<void> {
   console.log(`passt-repair demo: migrating a live TCP connection between two processes through ${HELPER}`);
   try {
     const report = await migrate((line) => console.log(line));
+    for (const role of ['source', 'target'] as const) {
+      console.log(`the ${role} helper's audit log (its standard error):`);
+      for (const line of report.helperExits[role].stderr.trimEnd().split('\n')) console.log(`  ${line}`);
+    }
     console.log(`helper exit codes: source ${report.helperExits.source.code}, target ${report.helperExits.target.code}`);
     console.log(
       `SUCCESS: the connection moved from the source to the target process through passt-repair; ` +

@@ -1,6 +1,8 @@
 // Gate 3's system calls: the seccomp filter, built with libseccomp from the
 // allowlist in seccomp/ (parsed and checked in src/sandbox/seccomp.ts) and
-// installed on every thread at once.
+// installed on every thread at once. The same call builds the telemetry
+// forwarder's filter, a deny list on top of "allow everything else"
+// (seccomp/forwarder.policy, mode "allow").
 #include <seccomp.h>
 
 #include <cerrno>
@@ -26,13 +28,23 @@ class FilterContext {
   scmp_filter_ctx ctx_;
 };
 
-void ThrowForRule(Napi::Env env, const char *code, int error, const std::string &syscall_name, uint32_t line) {
+void ThrowForRule(Napi::Env env, const char *code, int error, const std::string &syscall_name, uint32_t line, uint32_t index) {
   Napi::Error failure = Napi::Error::New(env, code);
   failure.Value().Set("code", code);
   if (error != 0) failure.Value().Set("errno", error);
   failure.Value().Set("syscall", syscall_name);
   failure.Value().Set("line", line);
+  // Which rule: the caller knows which file it came from.
+  failure.Value().Set("index", index);
   failure.ThrowAsJavaScriptException();
+}
+
+// The action when no rule matches, by mode: "kill" (the helper), "log" (the
+// administrator's log mode), "allow" (a deny list: the forwarder).
+uint32_t DefaultAction(const std::string &mode) {
+  if (mode == "log") return SCMP_ACT_LOG;
+  if (mode == "allow") return SCMP_ACT_ALLOW;
+  return SCMP_ACT_KILL_PROCESS;
 }
 
 }  // namespace
@@ -41,18 +53,32 @@ void ThrowForRule(Napi::Env env, const char *code, int error, const std::string 
 Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   const Napi::Array rules = info[0].As<Napi::Array>();
-  const bool log_only = info[1].As<Napi::String>().Utf8Value() == "log";
+  const std::string mode = info[1].As<Napi::String>().Utf8Value();
+  const bool deny_list = mode == "allow";
 
   // Everything not allowed below ends the whole process (SIGSYS), or in the
-  // administrator's log mode is allowed and logged by the kernel.
-  FilterContext filter(log_only ? SCMP_ACT_LOG : SCMP_ACT_KILL_PROCESS);
+  // administrator's log mode is allowed and logged by the kernel; in "allow"
+  // mode everything not denied below is allowed.
+  FilterContext filter(DefaultAction(mode));
   if (!filter.get()) {
     ThrowFailure(env, "SECCOMP_INIT_FAILED", 0);
     return env.Undefined();
   }
+  int error = 0;
+  if (deny_list) {
+    // A deny list is only as good as its coverage of every way into the
+    // kernel: a call through another ABI (i386's int 0x80, x32) has other
+    // numbers and would miss every rule. libseccomp sends those to the
+    // "bad architecture" action; make it end the whole process.
+    error = seccomp_attr_set(filter.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+    if (error < 0) {
+      ThrowFailure(env, "SECCOMP_ATTRIBUTE_FAILED", -error);
+      return env.Undefined();
+    }
+  }
   // Installed on every thread of the process in one step (SECCOMP_FILTER_FLAG_TSYNC),
   // which fails if any thread cannot take it.
-  int error = seccomp_attr_set(filter.get(), SCMP_FLTATR_CTL_TSYNC, 1);
+  error = seccomp_attr_set(filter.get(), SCMP_FLTATR_CTL_TSYNC, 1);
   if (error < 0) {
     ThrowFailure(env, "SECCOMP_ATTRIBUTE_FAILED", -error);
     return env.Undefined();
@@ -64,32 +90,50 @@ Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info) {
     const uint32_t line = rule.Get("line").As<Napi::Number>().Uint32Value();
     const int number = seccomp_syscall_resolve_name(name.c_str());
     if (number == __NR_SCMP_ERROR) {
-      ThrowForRule(env, "UNKNOWN_SYSCALL", 0, name, line);
+      ThrowForRule(env, "UNKNOWN_SYSCALL", 0, name, line, i);
       return env.Undefined();
     }
     const Napi::Array conditions = rule.Get("args").As<Napi::Array>();
     if (conditions.Length() > 6) {
-      ThrowForRule(env, "TOO_MANY_CONDITIONS", 0, name, line);
+      ThrowForRule(env, "TOO_MANY_CONDITIONS", 0, name, line, i);
       return env.Undefined();
     }
-    // Every condition is "argument N equals VALUE"; all of a rule's
-    // conditions must hold; several rules for one call are alternatives.
+    // A "deny" rule refuses the call with an errno: it does nothing, and the
+    // process lives on (see seccomp/allowlist.policy for which calls and why).
+    const bool deny = rule.Has("deny") && rule.Get("deny").IsNumber();
+    if (deny_list && !deny) {
+      // Allowing is what a deny list does by default: such a line says nothing.
+      ThrowForRule(env, "ALLOW_RULE_IN_DENY_LIST", 0, name, line, i);
+      return env.Undefined();
+    }
+    const uint32_t action = deny ? SCMP_ACT_ERRNO(rule.Get("deny").As<Napi::Number>().Uint32Value()) : SCMP_ACT_ALLOW;
+    // Every condition is "argument N equals VALUE" (or, on a deny rule,
+    // "differs from VALUE"); all of a rule's conditions must hold; several
+    // rules for one call are alternatives.
     struct scmp_arg_cmp compare[6];
     for (uint32_t c = 0; c < conditions.Length(); c++) {
       const Napi::Object condition = conditions.Get(c).As<Napi::Object>();
       const unsigned argument = condition.Get("arg").As<Napi::Number>().Uint32Value();
       bool lossless = false;
       const uint64_t value = condition.Get("value").As<Napi::BigInt>().Uint64Value(&lossless);
-      compare[c] = SCMP_CMP(argument, SCMP_CMP_EQ, value);
+      const bool not_equal = condition.Has("op") && condition.Get("op").As<Napi::String>().Utf8Value() == "!=";
+      if (not_equal) {
+        // All 64 bits: a value differing only in bits the kernel ignores
+        // (an int argument's upper half) is denied too, never let through.
+        compare[c] = SCMP_CMP(argument, SCMP_CMP_NE, value);
+      } else if (deny) {
+        // "== VALUE" on a deny rule compares the lower 32 bits only: the
+        // kernel reads an int argument (socket's family, a pid) from them,
+        // so a caller setting the upper half must not slip past the rule.
+        compare[c] = SCMP_CMP(argument, SCMP_CMP_MASKED_EQ, 0xffffffffULL, value);
+      } else {
+        // On an allow rule all 64 bits must match: anything else is not allowed.
+        compare[c] = SCMP_CMP(argument, SCMP_CMP_EQ, value);
+      }
     }
-    // A "deny" rule refuses the call with an errno: it does nothing, and the
-    // process lives on (see seccomp/allowlist.policy for which calls and why).
-    const uint32_t action = rule.Has("deny") && rule.Get("deny").IsNumber()
-                                ? SCMP_ACT_ERRNO(rule.Get("deny").As<Napi::Number>().Uint32Value())
-                                : SCMP_ACT_ALLOW;
     error = seccomp_rule_add_exact_array(filter.get(), action, number, conditions.Length(), compare);
     if (error < 0) {
-      ThrowForRule(env, "SECCOMP_RULE_FAILED", -error, name, line);
+      ThrowForRule(env, "SECCOMP_RULE_FAILED", -error, name, line, i);
       return env.Undefined();
     }
   }

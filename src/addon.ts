@@ -1,4 +1,4 @@
 import type { Native } from './native.d';
 
-// Built from native/ by node-gyp when the package is installed.
+// Built from native/ by node-gyp (npm run build); the npm package ships it prebuilt.
 export const native: Native = require('../../build/Release/passt_repair.node');

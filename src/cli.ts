@@ -1,7 +1,7 @@
 // The command line: `passt-repair [OPTIONS] PATH`, as libvirt and KubeVirt
 // call the C helper, plus options that only narrow what it does.
 import { UsageError } from './errors';
-import { DEFAULT_POLICY_FILE } from './policy';
+import { DEFAULT_POLICY_FILE, type LogFormat } from './policy';
 
 export const USAGE = `Usage: passt-repair [OPTIONS] PATH
        passt-repair [--policy FILE] --explain PATH
@@ -25,6 +25,9 @@ Options:
                      does, and exit 0 if one does, 1 if none does
   --timeout SECONDS  give up waiting for the socket in directory mode after
                      SECONDS (default: wait as long as it takes)
+  --log-format FORMAT
+                     the audit log on standard error: "text" (default) or
+                     "json", one object a line; overrides the policy's "log"
   -h, --help         print this help and exit
   -V, --version      print the version and exit
 
@@ -32,12 +35,21 @@ Exit status: 0 when passt closes the connection, 1 on any error (a refused
 path or peer included), 2 on a usage error or an unusable policy.
 `;
 
-export type Invocation =
+export type Invocation = (
   | { action: 'help' }
   | { action: 'version' }
   | { action: 'check-policy'; policyFile: string }
   | { action: 'explain'; path: string; policyFile: string }
-  | { action: 'serve'; path: string; timeoutMs: number | undefined; policyFile: string };
+  | { action: 'serve'; path: string; timeoutMs: number | undefined; policyFile: string }
+) & {
+  /** The command line's --log-format, which wins over the policy's "log". Usage errors are always text. */
+  logFormat: LogFormat | undefined;
+};
+
+function parseLogFormat(text: string | undefined): LogFormat {
+  if (text !== 'text' && text !== 'json') throw new UsageError(`--log-format needs "text" or "json", not "${text ?? ''}"`);
+  return text;
+}
 
 function parseTimeout(text: string | undefined): number {
   const seconds = Number(text);
@@ -52,6 +64,7 @@ export function parseArguments(args: readonly string[]): Invocation {
   let policyFile: string | undefined;
   let explain: string | undefined;
   let checkPolicy = false;
+  let logFormat: LogFormat | undefined;
   let optionsEnded = false;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
@@ -63,12 +76,15 @@ export function parseArguments(args: readonly string[]): Invocation {
           continue;
         case '-h':
         case '--help':
-          return { action: 'help' };
+          return { action: 'help', logFormat };
         case '-V':
         case '--version':
-          return { action: 'version' };
+          return { action: 'version', logFormat };
         case '--timeout':
           timeoutMs = parseTimeout(inline ?? args[++i]);
+          continue;
+        case '--log-format':
+          logFormat = parseLogFormat(inline ?? args[++i]);
           continue;
         case '--policy':
           policyFile = inline ?? args[++i];
@@ -94,13 +110,13 @@ export function parseArguments(args: readonly string[]): Invocation {
   if (checkPolicy) {
     if (explain !== undefined || timeoutMs !== undefined) throw new UsageError('--check-policy takes no other option');
     if (path !== undefined && policyFile !== undefined) throw new UsageError(`one policy FILE expected, got "${policyFile}" and "${path}"`);
-    return { action: 'check-policy', policyFile: path ?? policyFile ?? DEFAULT_POLICY_FILE };
+    return { action: 'check-policy', policyFile: path ?? policyFile ?? DEFAULT_POLICY_FILE, logFormat };
   }
   if (explain !== undefined) {
     if (path !== undefined) throw new UsageError(`--explain takes one PATH, got "${explain}" and "${path}"`);
     if (timeoutMs !== undefined) throw new UsageError('--explain and --timeout do not go together');
-    return { action: 'explain', path: explain, policyFile: policyFile ?? DEFAULT_POLICY_FILE };
+    return { action: 'explain', path: explain, policyFile: policyFile ?? DEFAULT_POLICY_FILE, logFormat };
   }
   if (path === undefined) throw new UsageError('PATH is missing');
-  return { action: 'serve', path, timeoutMs, policyFile: policyFile ?? DEFAULT_POLICY_FILE };
+  return { action: 'serve', path, timeoutMs, policyFile: policyFile ?? DEFAULT_POLICY_FILE, logFormat };
 }

@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native } from './addon';
-import { HelperError, describeNativeFailure, isNativeFailure, systemMessage } from './errors';
+import { HelperError, Refusal, describeNativeFailure, isNativeFailure, systemMessage } from './errors';
 import { rulesAllowingDirectory, rulesAllowingSocket, type Policy, type Rule } from './policy';
 
 const O_PATH = 0o10000000;
@@ -95,7 +95,7 @@ function attemptConnection(openPath: string, displayPath: string, grants: readon
 function connectToSocket(path: string, policy: Policy): Connection {
   const attempt = attemptConnection(path, path, policy.rules);
   if ('connected' in attempt) return attempt.connected;
-  if ('notAllowed' in attempt) throw new HelperError(`${attempt.notAllowed}: no rule of ${policy.file} allows connecting to this socket`);
+  if ('notAllowed' in attempt) throw new Refusal('path', `${attempt.notAllowed}: no rule of ${policy.file} allows connecting to this socket`);
   if ('refused' in attempt) throw new HelperError(`cannot connect to ${path}: ${systemMessage(111)}`);
   if ('notSocket' in attempt) throw new HelperError(`${path} is not a socket`);
   throw new HelperError(`${path}: ${systemMessage(2)}`);
@@ -119,7 +119,7 @@ async function connectInDirectory(directory: string, timeoutMs: number | undefin
   const grants = rulesAllowingDirectory(policy.rules, checkedDirectory);
   if (grants.length === 0) {
     fs.closeSync(dirFd);
-    throw new HelperError(`${checkedDirectory}: no rule of ${policy.file} allows waiting in this directory`);
+    throw new Refusal('path', `${checkedDirectory}: no rule of ${policy.file} allows waiting in this directory`);
   }
   const candidates = new Set<string>();
   const abort = new AbortController();

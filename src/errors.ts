@@ -21,6 +21,28 @@ export class HelperError extends Error {
   }
 }
 
+/** Where in a run something happened: the audit log's and the reports' "phase". */
+export type Phase = 'policy' | 'connect' | 'capabilities' | 'peer' | 'seccomp' | 'serve' | 'internal';
+
+/**
+ * What refused: gate 1 (the path policy), gate 4 (the peer's credentials), or
+ * the protocol loop's checks of a request. Gates 2 and 3 refuse nothing:
+ * they fail or they hold.
+ */
+export type Gate = 'path' | 'peer' | 'request';
+
+export const GATE_NUMBERS: Readonly<Record<Gate, number | undefined>> = { path: 1, peer: 4, request: undefined };
+
+/** The policy or the protocol said no: exit 1, logged as a refusal naming the gate. */
+export class Refusal extends HelperError {
+  constructor(
+    readonly gate: Gate,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 export class UsageError extends HelperError {
   constructor(message: string) {
     super(message, ExitCode.Usage);

@@ -7,6 +7,8 @@ export interface HandledRequest {
   command: 1 | 0 | -1;
   /** How many sockets the request carried: 1 to 253. */
   sockets: number;
+  /** The helper's own time on it, from the request's arrival to the reply sent. */
+  nanoseconds: number;
 }
 
 /** What a native call throws: a stable code and the numbers behind it. */
@@ -77,9 +79,19 @@ export interface Native {
   applyCredentials(change: CredentialChange): number;
   /**
    * Builds the seccomp filter from `rules` (default action: kill the
-   * process, or log in "log" mode) and installs it on every thread at once.
-   * Throws UNKNOWN_SYSCALL (with `syscall` and `line`) for a name the
-   * platform does not know.
+   * process, log in "log" mode, allow in "allow" mode, where every rule
+   * must deny and a call of another ABI kills the process) and installs it
+   * on every thread at once. A condition object may carry `op: '!='` (deny
+   * rules only; src/sandbox/seccomp.ts). Throws UNKNOWN_SYSCALL (with
+   * `syscall`, `line` and the rule's `index`) for a name the platform does
+   * not know.
    */
-  installSeccompFilter(rules: readonly SeccompRule[], mode: 'kill' | 'log'): void;
+  installSeccompFilter(rules: readonly SeccompRule[], mode: 'kill' | 'log' | 'allow'): void;
+  /**
+   * Sets O_NONBLOCK on `fd` (native/descriptors.cc). Returns true if it was
+   * clear before.
+   */
+  setNonBlocking(fd: number): boolean;
+  /** pipe2(O_CLOEXEC): a new pipe's two ends. */
+  makePipe(): { read: number; write: number };
 }

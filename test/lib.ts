@@ -76,3 +76,11 @@ export async function startSession(helperArgs: (socketPath: string, dir: string)
 export function repairStates(fds: readonly number[]): number[] {
   return fds.map((fd) => peer.repairState(fd));
 }
+
+/** The audit log's routine lines (text format) in a run that went well. */
+const ROUTINE = /^passt-repair: (start: |connected to |TCP_REPAIR_(ON|OFF|OFF_NO_WP): \d+ request|end: passt closed the connection;)/;
+
+/** The lines of a helper's stderr that are not its routine audit log: warnings, refusals, errors, the failed end line. */
+export function unusualLines(stderr: string): string[] {
+  return stderr.split('\n').filter((line) => line !== '' && !ROUTINE.test(line));
+}

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { acceptHelper, awaitReply, HELPER, peer, TCP_REPAIR_OFF, TCP_REPAIR_ON, type HelperRun } from '../peer/peer';
 import type { RequestShape } from '../peer/native.d';
-import { loopbackConnections, repairStates, startSession, startTestHelper, temporaryDirectory, type Loopback } from './lib';
+import { loopbackConnections, repairStates, startSession, startTestHelper, temporaryDirectory, unusualLines, type Loopback } from './lib';
 
 let loopback: Loopback;
 t.before(async () => {
@@ -38,7 +38,10 @@ async function expectRefusal(t: Test, refusal: Refusal) {
   const { code, stderr } = await session.helper.exited;
   t.equal(code, 1, 'exit 1');
   t.match(stderr, refusal.message);
-  t.equal(stderr.trim().split('\n').length, 1, 'one line on stderr');
+  const unusual = unusualLines(stderr);
+  t.equal(unusual.length, 2, 'two unusual lines: the refusal (or failure), then the end line');
+  t.match(unusual[0], refusal.message);
+  t.match(unusual[1], /^passt-repair: end: (refused|error) \(exit 1\); /);
   t.same(repairStates(known), before, 'no socket changed state');
   fs.closeSync(session.sock);
 }

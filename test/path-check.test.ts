@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { connectToHeld, holdSocketFile } from '../src/connect';
 import { parsePolicy } from '../src/policy/load';
 import { acceptHelper, peer, startHelper, writePolicy } from '../peer/peer';
-import { temporaryDirectory } from './lib';
+import { temporaryDirectory, unusualLines } from './lib';
 
 function policyFor(dir: string, rules: object[]): string {
   return writePolicy(dir, { version: 1, rules });
@@ -25,7 +25,7 @@ t.test('an allowed socket is connected to; a disallowed one never is', async (t)
 
   const refused = await startHelper(['--policy', policy, other]).exited;
   t.equal(refused.code, 1);
-  t.equal(refused.stderr, `passt-repair: ${other}: no rule of ${policy} allows connecting to this socket\n`);
+  t.same(unusualLines(refused.stderr).slice(0, 1), [`passt-repair: gate 1 (path) refused: ${other}: no rule of ${policy} allows connecting to this socket`]);
   t.equal(peer.accept(otherListener, 0), -1, 'the refused socket saw no connection');
 
   // Symlinks are resolved, and the target is what is checked.
@@ -95,7 +95,7 @@ t.test('directory mode: the directory is checked first, each socket found before
   ]);
   const notAllowed = await startHelper(['--policy', policy, '--timeout', '1', dir]).exited;
   t.equal(notAllowed.code, 1);
-  t.equal(notAllowed.stderr, `passt-repair: ${dir}: no rule of ${policy} allows waiting in this directory\n`);
+  t.same(unusualLines(notAllowed.stderr).slice(0, 1), [`passt-repair: gate 1 (path) refused: ${dir}: no rule of ${policy} allows waiting in this directory`]);
 
   const helper = startHelper(['--policy', policy, waitIn]);
   await new Promise((resolve) => setTimeout(resolve, 300));

@@ -50,13 +50,18 @@ t.test('a peer of uid/gid 65534 that owns its socket, named in uids and gids: se
   t.same({ uid: result.uid, gid: result.gid }, { uid: NOBODY, gid: NOBODY }, 'passt side ran as 65534');
   t.equal(result.reply, TCP_REPAIR_ON, 'its request was answered');
   t.equal(helper.code, 0);
+  t.match(
+    helper.stderr,
+    new RegExp(`^passt-repair: connected to .*/vm\\.repair, allowed by rule "vm": peer pid \\d+, uid 65534, gid 65534, executable ${fs.realpathSync(process.execPath)}$`, 'm'),
+    "the audit log names the peer and its executable (another uid's, read with CAP_SYS_PTRACE before the second drop)",
+  );
 });
 
 t.test('uids that do not contain the peer: refused, exit 1, the peer named, nothing answered', async (t) => {
   const { helper, result } = await againstNobody({ uids: [12345] });
   t.equal(result.reply, null, 'the listening side saw the connection close without a reply');
   t.equal(helper.code, 1);
-  t.match(helper.stderr, /peer refused on .*vm\.repair: pid \d+, uid 65534, gid 65534; rule "vm": uid 65534 is not in uids \[12345\]/);
+  t.match(helper.stderr, /^passt-repair: gate 4 \(peer\) refused: peer refused on .*vm\.repair: pid \d+, uid 65534, gid 65534; rule "vm": uid 65534 is not in uids \[12345\]$/m);
 });
 
 t.test('gids that do not contain the peer: refused', async (t) => {

@@ -2,7 +2,7 @@
 // anything passt sends is read.
 import * as fs from 'node:fs';
 import { native } from '../addon';
-import { HelperError, isNativeFailure, systemMessage } from '../errors';
+import { HelperError, Refusal, isNativeFailure, systemMessage } from '../errors';
 import type { PeerCredentials } from '../native.d';
 import { peerRefusal } from './index';
 import type { Rule } from './load';
@@ -32,8 +32,25 @@ function describePeer(peer: PeerCredentials, livePid: number | undefined): strin
   return `pid ${peer.pid}${alive}, uid ${peer.uid}, gid ${peer.gid}`;
 }
 
-/** Returns the rule that allows the peer on `connection`, or throws (exit 1) naming the peer. */
-export function checkPeer(connection: ConnectedSocket): Rule {
+/** The peer's executable, for the audit log: readable with CAP_SYS_PTRACE (kept until the second drop), or for our own uid. */
+function executable(pid: number): string | undefined {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return undefined;
+  }
+}
+
+export interface AllowedPeer {
+  /** The rule that allows both the path and the peer. */
+  rule: Rule;
+  peer: PeerCredentials;
+  /** Its executable, when it could be read and the process still runs. */
+  exe: string | undefined;
+}
+
+/** Returns the rule that allows the peer on `connection`, or throws a refusal (gate 4, exit 1) naming the peer. */
+export function checkPeer(connection: ConnectedSocket): AllowedPeer {
   let peer: PeerCredentials;
   try {
     peer = native.peerCredentials(connection.sock);
@@ -41,12 +58,14 @@ export function checkPeer(connection: ConnectedSocket): Rule {
     if (isNativeFailure(error)) throw new HelperError(`cannot read the credentials of the peer on ${connection.path}: ${systemMessage(error.errno)}`);
     throw error;
   }
+  // Read before the pidfd is: while that process lives, its pid names no other.
+  const exe = executable(peer.pid);
   const livePid = peer.pidfd >= 0 ? pidfdPid(peer.pidfd) : undefined;
   const refusals: string[] = [];
   for (const rule of connection.rules) {
     const refusal = peerRefusal(rule, peer, connection.owner);
-    if (refusal === undefined) return rule;
+    if (refusal === undefined) return { rule, peer, exe: livePid === -1 ? undefined : exe };
     refusals.push(`rule "${rule.name}": ${refusal}`);
   }
-  throw new HelperError(`peer refused on ${connection.path}: ${describePeer(peer, livePid)}; ${refusals.join('; ')}`);
+  throw new Refusal('peer', `peer refused on ${connection.path}: ${describePeer(peer, livePid)}; ${refusals.join('; ')}`);
 }

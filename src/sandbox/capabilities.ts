@@ -21,6 +21,7 @@ const CAP_SETGID = 6;
 const CAP_SETUID = 7;
 const CAP_SETPCAP = 8;
 const CAP_NET_ADMIN = 12;
+const CAP_SYS_PTRACE = 19;
 
 function capabilityMask(capabilities: readonly number[]): bigint {
   return capabilities.reduce((mask, cap) => mask | (1n << BigInt(cap)), 0n);
@@ -135,7 +136,8 @@ function verifyEveryThread(expected: Omit<ThreadCredentials, 'tid' | 'seccomp'>,
 /**
  * Gate 2, first step, before connecting: every thread keeps only
  * CAP_NET_ADMIN, what reaching the socket needs (CAP_DAC_OVERRIDE,
- * CAP_DAC_READ_SEARCH) and what the second step needs (CAP_SETUID,
+ * CAP_DAC_READ_SEARCH), what naming the peer's executable needs
+ * (CAP_SYS_PTRACE, when held) and what the second step needs (CAP_SETUID,
  * CAP_SETGID and CAP_SETPCAP, when the ids must change). Securebits are set
  * and locked and the bounding set shrinks when CAP_SETPCAP allows.
  */
@@ -154,6 +156,9 @@ export function dropToReachSocket(settings: SandboxSettings): Privileges {
     );
   const setpcap = held(CAP_SETPCAP);
   const keep = [CAP_NET_ADMIN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH];
+  // Only to read the peer's /proc/PID/exe for the audit log: passt runs as
+  // another user and makes itself not dumpable.
+  if (held(CAP_SYS_PTRACE)) keep.push(CAP_SYS_PTRACE);
   if (account) keep.push(CAP_SETUID, CAP_SETGID);
   if (setpcap) keep.push(CAP_SETPCAP);
   apply({ keep, lastCapability: lastCapability(), lockSecurebits: setpcap, dropBoundingSet: setpcap, ids: null });
@@ -210,6 +215,49 @@ export function dropToNetAdmin(privileges: Privileges): void {
       uids: account ? [account.uid, account.uid, account.uid, account.uid] : privileges.uids,
       gids: account ? [account.gid, account.gid, account.gid, account.gid] : privileges.gids,
       groups: account ? account.groups : privileges.groups,
+      noNewPrivs: 1,
+    },
+    false,
+  );
+}
+
+/**
+ * The telemetry forwarder's one step (src/telemetry/forwarder.ts), before
+ * it loads anything else: every thread keeps no capability at all, in any
+ * set; a process that ran with uid, gid or group 0 becomes `settings.user`
+ * (the sandbox account, as the helper does), any other keeps its ids. With
+ * CAP_SETPCAP the securebits are set and locked and the bounding set is
+ * emptied. NO_NEW_PRIVS on every thread, not dumpable. Verified on every
+ * thread; it never leaves a thread with uid 0.
+ */
+export function dropEverything(settings: Pick<SandboxSettings, 'user'>): void {
+  const [start] = readThreads().filter((thread) => thread.tid === process.pid);
+  if (!start) throw new HelperError('cannot read the main thread in /proc/self/task');
+  const held = (cap: number): boolean => (start.permitted & (1n << BigInt(cap))) !== 0n;
+  const privileged = [...start.uids, ...start.gids, ...start.groups].includes(0);
+  const account = privileged ? lookUpAccount(settings.user) : null;
+  if (account && !(held(CAP_SETUID) && held(CAP_SETGID) && held(CAP_SETPCAP)))
+    throw new HelperError(`runs with uid, gid or group 0 but without CAP_SETUID, CAP_SETGID and CAP_SETPCAP: cannot become "${account.name}"`);
+  const setpcap = held(CAP_SETPCAP);
+  apply({
+    keep: [],
+    lastCapability: lastCapability(),
+    lockSecurebits: setpcap,
+    dropBoundingSet: setpcap,
+    ids: account && { uid: account.uid, gid: account.gid, groups: account.groups },
+  });
+  const uids = account ? [account.uid, account.uid, account.uid, account.uid] : start.uids;
+  if (uids.includes(0)) throw new HelperError('would keep uid 0');
+  verifyEveryThread(
+    {
+      inheritable: 0n,
+      permitted: 0n,
+      effective: 0n,
+      bounding: setpcap ? 0n : start.bounding,
+      ambient: 0n,
+      uids,
+      gids: account ? [account.gid, account.gid, account.gid, account.gid] : start.gids,
+      groups: account ? account.groups : [...start.groups].sort((a, b) => a - b),
       noNewPrivs: 1,
     },
     false,

@@ -1,6 +1,7 @@
 // Gate 3: the seccomp filter. The allowlist is data (seccomp/allowlist.policy);
 // this file reads and checks it, and native/seccomp.cc builds and installs it
-// on every thread. The last step before the protocol loop.
+// on every thread. The last step before the protocol loop. The telemetry
+// forwarder's deny list (seccomp/forwarder.policy) goes the same way.
 import * as fs from 'node:fs';
 import { constants } from 'node:os';
 import * as path from 'node:path';
@@ -9,7 +10,14 @@ import { HelperError, isNativeFailure, systemMessage } from '../errors';
 import type { SeccompRule } from '../native.d';
 import type { SandboxSettings } from './settings';
 
-export const ALLOWLIST = path.resolve(__dirname, '../../../seccomp/allowlist.policy');
+/** seccomp/: the filters' data, one system call a line (seccomp/README.md). */
+export const SECCOMP_DIRECTORY = path.resolve(__dirname, '../../../seccomp');
+/** The helper's allowlist (gate 3). */
+export const ALLOWLIST = path.join(SECCOMP_DIRECTORY, 'allowlist.policy');
+/** What the helper's allowlist gains when the telemetry forwarder exists. */
+export const TELEMETRY_ALLOWLIST = path.join(SECCOMP_DIRECTORY, 'telemetry.policy');
+/** The telemetry forwarder's deny list (src/telemetry/forwarder.ts). */
+export const FORWARDER_DENYLIST = path.join(SECCOMP_DIRECTORY, 'forwarder.policy');
 
 /** The names an argument filter may use, with the kernel's values (x86_64 and every other Linux). */
 const CONSTANTS: Readonly<Record<string, bigint>> = {
@@ -24,15 +32,49 @@ const CONSTANTS: Readonly<Record<string, bigint>> = {
   F_SETFL: 4n,
   TCGETS: 0x5401n,
   TCSETS: 0x5402n,
+  AF_UNIX: 1n,
+  PRIO_PROCESS: 0n,
+  IOPRIO_WHO_PROCESS: 1n,
 };
 
-const LINE = /^([a-z0-9_]+)(?:\s*:\s*(.+?))?\s+#\s*(\S.*)$/;
-const CONDITION = /^arg([0-5])\s*==\s*([A-Z_][A-Z0-9_]*|\d+)$/;
-const DENY = /^deny\s+(E[A-Z0-9]+)$/;
+/** One condition of a line: "argument `arg` equals `value`", or with `op` "!=", differs from it (deny lines only). */
+export interface PolicyCondition {
+  arg: number;
+  value: bigint;
+  op?: '!=';
+}
 
-/** Parses the allowlist; any line it does not understand is an error naming file and line. */
-export function parseAllowlist(text: string, file: string): SeccompRule[] {
-  const rules: SeccompRule[] = [];
+/** One line of a file in seccomp/, with the file it came from (for errors). */
+export interface PolicyRule extends SeccompRule {
+  args: PolicyCondition[];
+  file: string;
+}
+
+/**
+ * What a file in seccomp/ is: an allowlist (the helper's: anything not
+ * listed kills) or a deny list (the forwarder's: anything not listed is
+ * allowed, so every line must deny).
+ */
+export type PolicyKind = 'allowlist' | 'denylist';
+
+const LINE = /^([a-z0-9_]+)(?:\s*:\s*(.+?))?\s+#\s*(\S.*)$/;
+const CONDITION = /^arg([0-5])\s*(==|!=)\s*([A-Z_][A-Z0-9_]*|\d+)$/;
+const DENY = /^deny\s+(E[A-Z0-9]+)$/;
+const UINT32_MAX = 0xffffffffn;
+
+/**
+ * Parses one file of seccomp/; any line it does not understand is an error
+ * naming file and line. A line is
+ *
+ *   NAME                                        # reason
+ *   NAME: argN == VALUE && argM == VALUE        # reason (allowed with these arguments)
+ *   NAME: deny ERRNO                            # reason (refused with ERRNO)
+ *   NAME: argN == VALUE && ... && deny ERRNO    # reason (refused with ERRNO when the conditions hold)
+ *
+ * A deny line's conditions may also be "argN != VALUE". See seccomp/README.md.
+ */
+export function parseSeccompPolicy(text: string, file: string, kind: PolicyKind = 'allowlist'): PolicyRule[] {
+  const rules: PolicyRule[] = [];
   text.split('\n').forEach((raw, index) => {
     const line = index + 1;
     const trimmed = raw.trim();
@@ -41,28 +83,65 @@ export function parseAllowlist(text: string, file: string): SeccompRule[] {
     const match = LINE.exec(trimmed);
     if (!match) throw new HelperError(`${where}: expected "NAME  # reason" or "NAME: argN == VALUE && ...  # reason"`);
     const [, syscall, conditions] = match as unknown as [string, string, string | undefined];
-    const deny = DENY.exec(conditions?.trim() ?? '');
-    if (deny) {
-      const errno = (constants.errno as Record<string, number>)[deny[1]!];
-      if (errno === undefined) throw new HelperError(`${where}: unknown error name ${deny[1]}`);
-      rules.push({ syscall, args: [], line, deny: errno });
-      return;
+    const terms = conditions === undefined ? [] : conditions.split('&&').map((term) => term.trim());
+    // "deny ERRNO" is the last term when present.
+    const denyMatch = terms.length > 0 ? DENY.exec(terms[terms.length - 1]!) : null;
+    let deny: number | undefined;
+    if (denyMatch) {
+      terms.pop();
+      deny = (constants.errno as Record<string, number>)[denyMatch[1]!];
+      if (deny === undefined) throw new HelperError(`${where}: unknown error name ${denyMatch[1]}`);
     }
-    const args = (conditions === undefined ? [] : conditions.split('&&')).map((text) => {
-      const condition = CONDITION.exec(text.trim());
-      if (!condition) throw new HelperError(`${where}: "${text.trim()}" is not "argN == VALUE"`);
-      const [, arg, value] = condition as unknown as [string, string, string];
+    if (kind === 'denylist' && deny === undefined)
+      throw new HelperError(`${where}: a deny list only denies: expected "NAME: deny ERRNO" or "NAME: argN == VALUE && ... && deny ERRNO"`);
+    const args = terms.map((term): PolicyCondition => {
+      if (DENY.test(term)) throw new HelperError(`${where}: "${term}" must come last, after the conditions`);
+      const condition = CONDITION.exec(term);
+      if (!condition) throw new HelperError(`${where}: "${term}" is not "argN == VALUE" (or, on a deny line, "argN != VALUE")`);
+      const [, arg, op, value] = condition as unknown as [string, string, '==' | '!=', string];
       const number = /^\d+$/.test(value) ? BigInt(value) : CONSTANTS[value];
       if (number === undefined) throw new HelperError(`${where}: unknown constant ${value}`);
+      if (op === '!=') {
+        // On an allow line, "!=" would let through a value that differs only
+        // in bits the kernel ignores (an int argument's upper half).
+        if (deny === undefined) throw new HelperError(`${where}: "${term}": "!=" is only for deny lines; an allow line compares with "=="`);
+        return { arg: Number(arg), value: number, op };
+      }
+      // A deny line's "==" compares the lower 32 bits (native/seccomp.cc).
+      if (deny !== undefined && number > UINT32_MAX)
+        throw new HelperError(`${where}: "${term}": a deny line's "==" compares the argument's lower 32 bits; ${value} does not fit`);
       return { arg: Number(arg), value: number };
     });
-    rules.push({ syscall, args, line });
+    rules.push(deny === undefined ? { syscall, args, line, file } : { syscall, args, line, file, deny });
   });
   return rules;
 }
 
-export function loadAllowlist(): SeccompRule[] {
-  return parseAllowlist(fs.readFileSync(ALLOWLIST, 'utf8'), ALLOWLIST);
+/** Parses the helper's allowlist format (kept for its callers: parseSeccompPolicy with kind "allowlist"). */
+export function parseAllowlist(text: string, file: string): PolicyRule[] {
+  return parseSeccompPolicy(text, file, 'allowlist');
+}
+
+/** Reads and parses seccomp/NAME.policy. */
+export function loadSeccompPolicy(name: string, kind: PolicyKind = 'allowlist'): PolicyRule[] {
+  if (!/^[a-z0-9-]+$/.test(name)) throw new HelperError(`"${name}" is not the name of a file in seccomp/`);
+  const file = path.join(SECCOMP_DIRECTORY, `${name}.policy`);
+  return parseSeccompPolicy(fs.readFileSync(file, 'utf8'), file, kind);
+}
+
+/**
+ * The helper's allowlist, read while still privileged; with `telemetry`,
+ * what the helper needs only when the forwarder exists is added
+ * (seccomp/telemetry.policy: reaping it when it exits).
+ */
+export function loadAllowlist(options: { telemetry?: boolean } = {}): PolicyRule[] {
+  const rules = loadSeccompPolicy('allowlist');
+  return options.telemetry === true ? [...rules, ...loadSeccompPolicy('telemetry')] : rules;
+}
+
+/** The forwarder's deny list (seccomp/forwarder.policy). */
+export function loadForwarderDenyList(): PolicyRule[] {
+  return loadSeccompPolicy('forwarder', 'denylist');
 }
 
 /**
@@ -85,6 +164,17 @@ export function assertNoIoUring(): void {
   }
 }
 
+/** Puts a failure of native.installSeccompFilter into words, naming the file and line of the rule at fault. */
+function filterFailure(error: unknown, rules: readonly SeccompRule[], fallbackFile: string): unknown {
+  if (!isNativeFailure(error)) return error;
+  const rule = typeof error.index === 'number' ? (rules[error.index] as Partial<PolicyRule> | undefined) : undefined;
+  const where = `${rule?.file ?? fallbackFile}:${error.line as number}`;
+  if (error.code === 'UNKNOWN_SYSCALL') return new HelperError(`${where}: this platform has no system call "${error.syscall as string}"`);
+  if (error.code === 'ALLOW_RULE_IN_DENY_LIST') return new HelperError(`${where}: a deny list only denies`);
+  if (error.line !== undefined) return new HelperError(`${where}: cannot add "${error.syscall as string}" to the seccomp filter (${error.code}): ${systemMessage(error.errno)}`);
+  return new HelperError(`cannot install the seccomp filter (${error.code}): ${systemMessage(error.errno)}`);
+}
+
 /** Gate 3, with the allowlist read before the privileges went (loadAllowlist). After it, any call not in the allowlist ends the process (or, in log mode, is logged by the kernel). */
 export function installSeccompFilter(settings: SandboxSettings, rules: readonly SeccompRule[]): void {
   assertNoIoUring();
@@ -95,9 +185,21 @@ export function installSeccompFilter(settings: SandboxSettings, rules: readonly 
   try {
     native.installSeccompFilter(rules, settings.seccomp);
   } catch (error) {
-    if (!isNativeFailure(error)) throw error;
-    if (error.code === 'UNKNOWN_SYSCALL')
-      throw new HelperError(`${ALLOWLIST}:${error.line as number}: this platform has no system call "${error.syscall as string}"`);
-    throw new HelperError(`cannot install the seccomp filter (${error.code}): ${systemMessage(error.errno)}`);
+    throw filterFailure(error, rules, ALLOWLIST);
+  }
+}
+
+/**
+ * The forwarder's filter: every call allowed but those `rules` deny
+ * (loadForwarderDenyList), on every thread; a call through another ABI
+ * kills the process. Refused with an io_uring instance open, as gate 3 is:
+ * io_uring can create and connect sockets without a system call.
+ */
+export function installDenyList(rules: readonly SeccompRule[]): void {
+  assertNoIoUring();
+  try {
+    native.installSeccompFilter(rules, 'allow');
+  } catch (error) {
+    throw filterFailure(error, rules, FORWARDER_DENYLIST);
   }
 }

@@ -1,0 +1,42 @@
+// Descriptors the helper writes to without ever waiting: standard error for
+// the audit log, and the pipe to the telemetry forwarder. A stalled reader
+// must never stall passt's migration, so writes that would block fail with
+// EAGAIN instead and the line is dropped (src/log/writer.ts).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "errors.h"
+
+namespace passt_repair {
+
+// fcntl(F_GETFL/F_SETFL): sets O_NONBLOCK on `fd`. Returns whether it was
+// clear before. Node.js puts standard error's flags back as they were at
+// exit, so the caller's shared descriptor is left as found.
+Napi::Value SetNonBlocking(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const int fd = info[0].As<Napi::Number>().Int32Value();
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)) {
+    ThrowFailure(env, "FCNTL_FAILED", errno);
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, !(flags & O_NONBLOCK));
+}
+
+// pipe2(O_CLOEXEC): a one-way channel to a child process, set up before the
+// sandbox. The write end is made non-blocking by the caller; the read end
+// becomes the child's standard input (dup2 in spawn clears O_CLOEXEC there).
+Napi::Value MakePipe(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) {
+    ThrowFailure(env, "PIPE_FAILED", errno);
+    return env.Undefined();
+  }
+  Napi::Object ends = Napi::Object::New(env);
+  ends.Set("read", fds[0]);
+  ends.Set("write", fds[1]);
+  return ends;
+}
+
+}  // namespace passt_repair

@@ -1,0 +1,80 @@
+// The audit log, on standard error: what the helper did and why, one line an
+// event. Text for people by default, or one JSON object a line with stable
+// field names (passt-repair(1) lists them) for log pipelines. Under systemd
+// each line starts with a syslog priority, so the journal keeps the severity.
+//
+// It never blocks the protocol: standard error is non-blocking when it is a
+// pipe or a socket, and a line the reader has no room for is dropped and
+// counted (writer.ts); the last line reports how many.
+import * as fs from 'node:fs';
+import { native } from '../addon';
+import type { LogFormat } from '../policy';
+import { NonBlockingWriter } from './writer';
+
+export type Level = 'info' | 'warning' | 'error';
+
+/** The events and, in passt-repair(1), their fields. */
+export type LogEvent = 'start' | 'connected' | 'command' | 'warning' | 'refused' | 'error' | 'end';
+
+export type Fields = Record<string, string | number | undefined>;
+
+// sd-daemon(3): the syslog priorities the journal reads from a "<N>" prefix.
+const PRIORITIES: Readonly<Record<Level, number>> = { error: 3, warning: 4, info: 6 };
+
+const STDERR = 2;
+
+/**
+ * True when standard error is the journal stream systemd set up for us:
+ * JOURNAL_STREAM names its device and inode (systemd.exec(5)); a descriptor
+ * redirected since then is not the journal, whatever the variable says.
+ */
+function isJournalStream(stats: fs.BigIntStats): boolean {
+  const stream = process.env.JOURNAL_STREAM;
+  return stream !== undefined && stream === `${stats.dev}:${stats.ino}`;
+}
+
+export class AuditLog {
+  readonly #writer: NonBlockingWriter;
+  readonly #journal: boolean;
+  #format: LogFormat;
+
+  constructor(format: LogFormat) {
+    this.#format = format;
+    let stats: fs.BigIntStats | undefined;
+    try {
+      stats = fs.fstatSync(STDERR, { bigint: true });
+    } catch {
+      stats = undefined; // closed: every line is dropped
+    }
+    this.#journal = stats !== undefined && isJournalStream(stats);
+    // A pipe or a socket can stall when its reader does; a terminal or a
+    // file is left as it is (a terminal's flags are shared with the shell).
+    if (stats !== undefined && (stats.isFIFO() || stats.isSocket())) native.setNonBlocking(STDERR);
+    this.#writer = new NonBlockingWriter(STDERR);
+  }
+
+  /** The policy's format, unless the command line chose one. */
+  set format(format: LogFormat) {
+    this.#format = format;
+  }
+
+  /** Lines dropped so far because standard error had no room. */
+  get dropped(): number {
+    return this.#writer.dropped;
+  }
+
+  write(level: Level, event: LogEvent, message: string, fields: Fields = {}): void {
+    let lines: string[];
+    if (this.#format === 'json') {
+      const record: Record<string, unknown> = { time: new Date().toISOString(), level, event };
+      for (const [name, value] of Object.entries(fields)) if (value !== undefined) record[name] = value;
+      record.message = message;
+      lines = [JSON.stringify(record)];
+    } else {
+      // A policy's schema errors come one a line, like a compiler's.
+      lines = `passt-repair: ${message}`.split('\n');
+    }
+    const prefix = this.#journal ? `<${PRIORITIES[level]}>` : '';
+    this.#writer.write(lines.map((line) => `${prefix}${line}\n`).join(''));
+  }
+}
