@@ -114,9 +114,11 @@ t.test('the example policies are valid', async (t) => {
   t.same(names, ['kubevirt.json', 'libvirt-session.json', 'libvirt-system.json']);
   for (const name of names) t.doesNotThrow(() => loadPolicy(path.join(dir, name)), name);
   const kubevirt = loadPolicy(path.join(dir, 'kubevirt.json'));
-  const pod = '/var/lib/kubelet/pods/0f7e/volumes/kubernetes.io~empty-dir/passt/run/vm.socket.repair';
+  // As virt-handler names it: the host's /var/lib/kubelet/pods is its /pods.
+  const pod = '/pods/0f7e/volumes/kubernetes.io~empty-dir/libvirt-runtime/qemu/run/passt/vm-net0.socket.repair';
   t.ok(kubevirt.rules[0]!.sockets[0]!.matches(pod));
   t.ok(kubevirt.rules[0]!.directories[0]!.matches(path.dirname(pod)));
+  t.notOk(kubevirt.rules[0]!.sockets[0]!.matches(pod.replace('/libvirt-runtime/', '/other-volume/')), 'only the libvirt-runtime volume');
 });
 
 t.test('the schema documents every field', async (t) => {
