@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { native } from '../src/addon';
-import { ALLOWLIST, loadAllowlist, parseAllowlist } from '../src/sandbox/seccomp';
+import { ALLOWLIST, loadAllowlist, parseSeccompPolicy } from '../src/sandbox/seccomp';
 import { HelperError } from '../src/errors';
 import { acceptHelper, awaitReply, HELPER, peer, ROOT, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON, writePolicy } from '../peer/peer';
 import { loopbackConnections, repairStates, temporaryDirectory, unusualLines } from './lib';
@@ -41,10 +41,10 @@ t.test('the allowlist: every line has a reason, every name is a system call of t
 });
 
 t.test('a line without a reason, a bad condition or an unknown constant is an error naming the line', async (t) => {
-  t.throws(() => parseAllowlist('read\n', 'x.policy'), new HelperError('x.policy:1: expected "NAME  # reason" or "NAME: argN == VALUE && ...  # reason"'));
-  t.throws(() => parseAllowlist('# c\nfcntl: arg1 > 3  # why\n', 'x.policy'), /x\.policy:2: "arg1 > 3" is not "argN == VALUE"/);
-  t.throws(() => parseAllowlist('fcntl: arg1 == F_DUPFD  # why\n', 'x.policy'), /x\.policy:1: unknown constant F_DUPFD/);
-  t.throws(() => parseAllowlist('openat: deny ENOPE  # why\n', 'x.policy'), /x\.policy:1: unknown error name ENOPE/);
+  t.throws(() => parseSeccompPolicy('read\n', 'x.policy'), new HelperError('x.policy:1: expected "NAME  # reason" or "NAME: argN == VALUE && ...  # reason"'));
+  t.throws(() => parseSeccompPolicy('# c\nfcntl: arg1 > 3  # why\n', 'x.policy'), /x\.policy:2: "arg1 > 3" is not "argN == VALUE"/);
+  t.throws(() => parseSeccompPolicy('fcntl: arg1 == F_DUPFD  # why\n', 'x.policy'), /x\.policy:1: unknown constant F_DUPFD/);
+  t.throws(() => parseSeccompPolicy('openat: deny ENOPE  # why\n', 'x.policy'), /x\.policy:1: unknown error name ENOPE/);
 });
 
 t.test('building the filter fails loudly on a system call the platform does not know', async (t) => {

@@ -117,11 +117,6 @@ export function parseSeccompPolicy(text: string, file: string, kind: PolicyKind 
   return rules;
 }
 
-/** Parses the helper's allowlist format (kept for its callers: parseSeccompPolicy with kind "allowlist"). */
-export function parseAllowlist(text: string, file: string): PolicyRule[] {
-  return parseSeccompPolicy(text, file, 'allowlist');
-}
-
 /** Reads and parses seccomp/NAME.policy. */
 export function loadSeccompPolicy(name: string, kind: PolicyKind = 'allowlist'): PolicyRule[] {
   if (!/^[a-z0-9-]+$/.test(name)) throw new HelperError(`"${name}" is not the name of a file in seccomp/`);
