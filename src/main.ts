@@ -1,6 +1,5 @@
 // passt-repair: the helper's entry point, read top to bottom.
 import * as fs from 'node:fs';
-import { performance } from 'node:perf_hooks';
 import { USAGE, parseArguments, type Invocation } from './cli';
 import { connectToPasst } from './connect';
 import { ExitCode, GATE_NUMBERS, HelperError, Refusal, UsageError, type Phase } from './errors';
@@ -137,7 +136,8 @@ async function serveAndLog(invocation: Extract<Invocation, { action: 'serve' }>)
     exitCode = logFailure(error, run);
     reason = error instanceof Refusal ? 'refused' : 'error';
   }
-  const durationMs = Math.round(performance.now() * 1e3) / 1e3;
+  // Since the process started, Node's own start-up included.
+  const durationMs = Math.round(process.uptime() * 1e6) / 1e3;
   const ended = reason === 'done' ? 'passt closed the connection' : `${reason} (exit ${exitCode})`;
   const dropped = log.dropped > 0 ? `; ${log.dropped} log line(s) dropped` : '';
   log.write(reason === 'done' ? 'info' : 'error', 'end', `end: ${ended}; ${run.requests} request(s), ${run.sockets} socket(s) in ${durationMs} ms${dropped}`, {
