@@ -64,17 +64,14 @@ Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info) {
     ThrowFailure(env, "SECCOMP_INIT_FAILED", 0);
     return env.Undefined();
   }
-  int error = 0;
-  if (deny_list) {
-    // A deny list is only as good as its coverage of every way into the
-    // kernel: a call through another ABI (i386's int 0x80, x32) has other
-    // numbers and would miss every rule. libseccomp sends those to the
-    // "bad architecture" action; make it end the whole process.
-    error = seccomp_attr_set(filter.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-    if (error < 0) {
-      ThrowFailure(env, "SECCOMP_ATTRIBUTE_FAILED", -error);
-      return env.Undefined();
-    }
+  // A call through another ABI (i386's int 0x80, x32) has other numbers and
+  // would miss every rule: a deny list would let it through, and an
+  // allowlist's default would kill only the calling thread. libseccomp sends
+  // those to the "bad architecture" action; make it end the whole process.
+  int error = seccomp_attr_set(filter.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+  if (error < 0) {
+    ThrowFailure(env, "SECCOMP_ATTRIBUTE_FAILED", -error);
+    return env.Undefined();
   }
   // Installed on every thread of the process in one step (SECCOMP_FILTER_FLAG_TSYNC),
   // which fails if any thread cannot take it.
