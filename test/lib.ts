@@ -1,5 +1,6 @@
 // What the end-to-end tests share: real loopback TCP connections, a
 // listening repair socket in a fresh directory, and the real helper.
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -83,4 +84,38 @@ const ROUTINE = /^passt-repair: (start: |connected to |TCP_REPAIR_(ON|OFF|OFF_NO
 /** The lines of a helper's stderr that are not its routine audit log: warnings, refusals, errors, the failed end line. */
 export function unusualLines(stderr: string): string[] {
   return stderr.split('\n').filter((line) => line !== '' && !ROUTINE.test(line));
+}
+
+/** The unprivileged account passt's side runs as in the other-uid tests (setpriv). */
+export const NOBODY = 65534;
+
+/** A directory uid 65534 owns, under a 0711 parent of root's: where passt's side as nobody creates its socket. */
+export function nobodyDirectory(name = 'passt'): string {
+  const parent = temporaryDirectory();
+  fs.chmodSync(parent, 0o711);
+  const dir = path.join(parent, name);
+  fs.mkdirSync(dir);
+  fs.chownSync(dir, NOBODY, NOBODY);
+  return dir;
+}
+
+export interface NobodyListener {
+  pid: number;
+  /** What it printed once done: the reply to its one TCP_REPAIR_ON (null when refused) and the ids it ran with. */
+  finished: Promise<{ reply: number | null; uid: number; gid: number }>;
+}
+
+/** passt's side as uid/gid 65534 (test/fixtures/passt-listener.ts); listening on `socketPath` once this resolves. */
+export async function listenAsNobody(socketPath: string): Promise<NobodyListener> {
+  const listener = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath, path.join(__dirname, 'fixtures/passt-listener.js'), socketPath], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  listener.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const closed = new Promise<void>((resolve) => listener.on('close', () => resolve()));
+  while (!output.includes('listening\n')) {
+    if (listener.exitCode !== null) throw new Error('the listener exited early');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return { pid: listener.pid!, finished: closed.then(() => JSON.parse(output.split('\n')[1]!) as { reply: number | null; uid: number; gid: number }) };
 }

