@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HELPER, ROOT, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON, type HelperRun } from '../peer/peer';
+import { HELPER, ROOT, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON, type HelperRun } from '../test/passt-double/passt-double';
 import type { PortableState, Request, Response, RoleCommands, RoleIdentity, RoleName } from './role-protocol';
 
 const ROLE_SCRIPT = path.join(__dirname, 'role.js');

@@ -1,6 +1,6 @@
 // What the demo asks of a passt role (demo/role.ts) over the IPC channel, and
 // what each request answers. Shared by both ends so the calls are type-checked.
-import type { ConnectionState } from '../peer/native.d';
+import type { ConnectionState } from '../test/passt-double/native.d';
 
 /**
  * ConnectionState as it crosses the IPC channel. JSON would turn the queues'

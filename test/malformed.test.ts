@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { acceptHelper, awaitReply, HELPER, peer, TCP_REPAIR_OFF, TCP_REPAIR_ON, type HelperRun } from '../peer/peer';
-import type { RequestShape } from '../peer/native.d';
+import { acceptHelper, awaitReply, HELPER, passt, TCP_REPAIR_OFF, TCP_REPAIR_ON, type HelperRun } from './passt-double/passt-double';
+import type { RequestShape } from './passt-double/native.d';
 import { loopbackConnections, repairStates, startSession, startTestHelper, temporaryDirectory, unusualLines, type Loopback } from './lib';
 
 let loopback: Loopback;
@@ -27,13 +27,13 @@ interface Refusal {
 async function expectRefusal(t: Test, refusal: Refusal) {
   const session = await startSession();
   const known = loopback.fds.slice(0, 4);
-  peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), known.slice(0, 2));
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), known.slice(0, 2));
   t.equal(await awaitReply(session.sock), TCP_REPAIR_ON, 'a good request first');
-  peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF]), known.slice(2));
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF]), known.slice(2));
   t.equal(await awaitReply(session.sock), TCP_REPAIR_OFF);
   const before = repairStates(known);
 
-  peer.sendRequest(session.sock, Buffer.from(refusal.bytes), refusal.fds(), refusal.shape);
+  passt.sendRequest(session.sock, Buffer.from(refusal.bytes), refusal.fds(), refusal.shape);
   t.equal(await awaitReply(session.sock), null, 'the connection closes without a reply');
   const { code, stderr } = await session.helper.exited;
   t.equal(code, 1, 'exit 1');
@@ -78,19 +78,19 @@ t.test('a pipe among TCP sockets', async (t) => {
 });
 
 t.test('a UDP socket', async (t) => {
-  const udp = peer.otherSocket('udp');
+  const udp = passt.otherSocket('udp');
   await expectRefusal(t, { bytes: [TCP_REPAIR_ON], fds: () => [tcp(2), tcp(3), udp], message: /descriptor 3 of 3 is not a TCP socket \(AF_INET, SOCK_DGRAM, protocol UDP\); no socket was changed/ });
   fs.closeSync(udp);
 });
 
 t.test('a UNIX socket', async (t) => {
-  const unix = peer.otherSocket('unix');
+  const unix = passt.otherSocket('unix');
   await expectRefusal(t, { bytes: [TCP_REPAIR_OFF], fds: () => [unix, tcp(0)], message: /descriptor 1 of 2 is not a TCP socket \(AF_UNIX, SOCK_STREAM, protocol default\)/ });
   fs.closeSync(unix);
 });
 
 t.test('a raw socket of protocol TCP is not a TCP stream socket', async (t) => {
-  const raw = peer.otherSocket('raw-tcp');
+  const raw = passt.otherSocket('raw-tcp');
   await expectRefusal(t, { bytes: [TCP_REPAIR_ON], fds: () => [tcp(2), raw], message: /descriptor 2 of 2 is not a TCP socket \(AF_INET, SOCK_RAW, protocol TCP\)/ });
   fs.closeSync(raw);
 });
@@ -98,7 +98,7 @@ t.test('a raw socket of protocol TCP is not a TCP stream socket', async (t) => {
 /** Why MPTCP cannot be tested here (the kernel lacks it), or false when it can. */
 function mptcpMissing(): string | false {
   try {
-    fs.closeSync(peer.otherSocket('mptcp'));
+    fs.closeSync(passt.otherSocket('mptcp'));
     return false;
   } catch (error) {
     return `SKIPPED: this kernel cannot create MPTCP sockets (${(error as Error).message})`;
@@ -106,7 +106,7 @@ function mptcpMissing(): string | false {
 }
 
 t.test('an MPTCP socket (AF_INET, SOCK_STREAM, IPPROTO_MPTCP) is not a TCP socket', { skip: mptcpMissing() }, async (t) => {
-  const mptcp = peer.otherSocket('mptcp');
+  const mptcp = passt.otherSocket('mptcp');
   await expectRefusal(t, { bytes: [TCP_REPAIR_ON], fds: () => [tcp(2), mptcp], message: /descriptor 2 of 2 is not a TCP socket \(AF_INET, SOCK_STREAM, protocol MPTCP\)/ });
   fs.closeSync(mptcp);
 });
@@ -134,7 +134,7 @@ t.test('a peer that closes mid-batch: the batch is applied, the reply fails, and
   const session = await startSession();
   const fds = loopback.fds.slice(10, 263 - 10);
   const states = repairStates(fds);
-  peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), fds);
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), fds);
   fs.closeSync(session.sock);
   const { code, stderr } = await session.helper.exited;
   t.equal(code, 1);
@@ -146,7 +146,7 @@ t.test('descriptors truncated by the kernel (MSG_CTRUNC, RLIMIT_NOFILE too low) 
   const limited = await startLimitedSession(48);
   const fds = loopback.fds.slice(0, 253);
   const states = repairStates(fds);
-  peer.sendRequest(limited.sock, Buffer.from([TCP_REPAIR_ON]), fds);
+  passt.sendRequest(limited.sock, Buffer.from([TCP_REPAIR_ON]), fds);
   t.equal(await awaitReply(limited.sock), null, 'no reply');
   const { code, stderr } = await limited.helper.exited;
   t.equal(code, 1);
@@ -162,10 +162,10 @@ t.test('several SCM_RIGHTS headers in one message reach the helper merged by the
   // receiver asked for it (SO_PASSCRED), which the helper does not.
   const session = await startSession();
   const fds = loopback.fds.slice(20, 26);
-  peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), fds, { rightsMessages: 3, credentials: true });
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), fds, { rightsMessages: 3, credentials: true });
   t.equal(await awaitReply(session.sock), TCP_REPAIR_ON);
   t.same(repairStates(fds), fds.map(() => 1), 'all six sockets switched');
-  peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF]), fds, { rightsMessages: 2 });
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF]), fds, { rightsMessages: 2 });
   t.equal(await awaitReply(session.sock), TCP_REPAIR_OFF);
   fs.closeSync(session.sock);
   t.equal((await session.helper.exited).code, 0);
@@ -173,7 +173,7 @@ t.test('several SCM_RIGHTS headers in one message reach the helper merged by the
 
 async function startLimitedSession(limit: number): Promise<{ helper: HelperRun; sock: number }> {
   const socketPath = path.join(temporaryDirectory(), 'passt.repair');
-  const listener = peer.listenUnix(socketPath);
+  const listener = passt.listenUnix(socketPath);
   const helper = startTestHelper([socketPath], ['prlimit', `--nofile=${limit}:${limit}`, HELPER]);
   const sock = await acceptHelper(listener);
   fs.closeSync(listener);

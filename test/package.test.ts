@@ -7,7 +7,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { acceptHelper, HELPER, peer, ROOT, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON, awaitReply } from '../peer/peer';
+import { acceptHelper, HELPER, passt, ROOT, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON, awaitReply } from './passt-double/passt-double';
 import { loopbackConnections, repairStates, temporaryDirectory, TEST_POLICY, unusualLines } from './lib';
 
 // npm installs are slow; the whole file gets ten minutes.
@@ -122,7 +122,7 @@ t.test('npm pack: the prebuilt artifacts and what runs are in, test-only and bui
   ];
   for (const file of required) t.ok(entries.includes(file), `${file} is in the package`);
   t.same(entries.filter((entry) => entry.startsWith('package/build/')).sort(), SHIPPED_BUILD, 'under build/: only the addon and the launcher');
-  const forbidden = /passt_peer|passt_syscall_probe|obj\.target|\/\.deps\/|Makefile|config\.gypi|\.o$|\.tgz$|(^|\/)node_modules\/|^package\/dist\/(test|peer|demo|bench)\/|^package\/\.tap\//;
+  const forbidden = /passt_double|passt_syscall_probe|^package\/test\/|^package\/scripts\/|obj\.target|\/\.deps\/|Makefile|config\.gypi|\.o$|\.tgz$|(^|\/)node_modules\/|^package\/dist\/(test|peer|demo|bench)\/|^package\/\.tap\//;
   t.same(entries.filter((entry) => forbidden.test(entry)), [], 'no test-only binary, compiled test, node_modules or build intermediate');
   for (const executable of [...SHIPPED_BUILD.slice(1), 'package/bin/passt-repair', 'package/bin/passt-repair-install-policy'])
     t.match(modes.get(executable), /^-rwxr-xr-x/, `${executable} is executable in the tarball`);
@@ -241,7 +241,7 @@ t.test('installed into a project with no compiler reachable: nothing builds, the
   const loopback = await loopbackConnections(1);
   t.teardown(() => loopback.close());
   const socketPath = path.join(temporaryDirectory(), 'passt.repair');
-  const listener = peer.listenUnix(socketPath);
+  const listener = passt.listenUnix(socketPath);
   const helper = startHelper(['--policy', TEST_POLICY, socketPath], ['/usr/bin/env', '-i', `PATH=${tools}`, bin]);
   let sock: number;
   try {
@@ -250,7 +250,7 @@ t.test('installed into a project with no compiler reachable: nothing builds, the
     fs.closeSync(listener);
   }
   for (const command of [TCP_REPAIR_ON, TCP_REPAIR_OFF]) {
-    peer.sendRequest(sock, Buffer.from([command & 0xff]), loopback.fds);
+    passt.sendRequest(sock, Buffer.from([command & 0xff]), loopback.fds);
     t.equal(await awaitReply(sock), command, `the installed helper confirms ${command === TCP_REPAIR_ON ? 'TCP_REPAIR_ON' : 'TCP_REPAIR_OFF'}`);
     t.same(repairStates(loopback.fds), [command === TCP_REPAIR_ON ? 1 : 0], 'and the socket is in that state');
   }

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { connectToHeld, holdSocketFile } from '../src/connect';
 import { parsePolicy } from '../src/policy/load';
-import { acceptHelper, peer, startHelper, writePolicy } from '../peer/peer';
+import { acceptHelper, passt, startHelper, writePolicy } from './passt-double/passt-double';
 import { temporaryDirectory, unusualLines } from './lib';
 
 function policyFor(dir: string, rules: object[]): string {
@@ -14,8 +14,8 @@ t.test('an allowed socket is connected to; a disallowed one never is', async (t)
   const dir = temporaryDirectory();
   const allowed = path.join(dir, 'a.repair');
   const other = path.join(dir, 'b.socket');
-  const allowedListener = peer.listenUnix(allowed);
-  const otherListener = peer.listenUnix(other);
+  const allowedListener = passt.listenUnix(allowed);
+  const otherListener = passt.listenUnix(other);
   const policy = policyFor(dir, [{ name: 'only-repair', sockets: [`${dir}/*.repair`], peer: {} }]);
 
   const served = startHelper(['--policy', policy, allowed]);
@@ -26,7 +26,7 @@ t.test('an allowed socket is connected to; a disallowed one never is', async (t)
   const refused = await startHelper(['--policy', policy, other]).exited;
   t.equal(refused.code, 1);
   t.same(unusualLines(refused.stderr).slice(0, 1), [`passt-repair: gate 1 (path) refused: ${other}: no rule of ${policy} allows connecting to this socket`]);
-  t.equal(peer.accept(otherListener, 0), -1, 'the refused socket saw no connection');
+  t.equal(passt.accept(otherListener, 0), -1, 'the refused socket saw no connection');
 
   // Symlinks are resolved, and the target is what is checked.
   fs.symlinkSync(allowed, path.join(dir, 'short'));
@@ -37,7 +37,7 @@ t.test('an allowed socket is connected to; a disallowed one never is', async (t)
   const viaBadLink = await startHelper(['--policy', policy, path.join(dir, 'sneaky.repair')]).exited;
   t.equal(viaBadLink.code, 1);
   t.match(viaBadLink.stderr, `${other}: no rule`);
-  t.equal(peer.accept(otherListener, 0), -1);
+  t.equal(passt.accept(otherListener, 0), -1);
   fs.closeSync(allowedListener);
   fs.closeSync(otherListener);
 });
@@ -45,7 +45,7 @@ t.test('an allowed socket is connected to; a disallowed one never is', async (t)
 t.test('swap race: what was opened and checked is what gets connected, never the replacement', async (t) => {
   const dir = temporaryDirectory();
   const socketPath = path.join(dir, 'passt.repair');
-  const original = peer.listenUnix(socketPath);
+  const original = passt.listenUnix(socketPath);
   const policy = parsePolicy('p.json', JSON.stringify({ version: 1, rules: [{ name: 'r', sockets: [`${dir}/*.repair`], peer: {} }] }));
 
   // The helper's own two steps, with the swap deterministically in between.
@@ -53,12 +53,12 @@ t.test('swap race: what was opened and checked is what gets connected, never the
   if (!('fd' in held)) throw new Error('not held');
   t.equal(held.path, socketPath, 'the path checked is the one the kernel gives for the descriptor');
   fs.renameSync(socketPath, path.join(dir, 'moved-away'));
-  const replacement = peer.listenUnix(socketPath);
+  const replacement = passt.listenUnix(socketPath);
   const attempt = connectToHeld(held, policy.rules);
   t.ok('connected' in attempt, 'the socket checked is connected to, wherever it was moved');
   if ('connected' in attempt) fs.closeSync(attempt.connected.sock);
-  t.equal(peer.accept(replacement, 0), -1, 'the replacement saw no connection');
-  const first = peer.accept(original, 0);
+  t.equal(passt.accept(replacement, 0), -1, 'the replacement saw no connection');
+  const first = passt.accept(original, 0);
   t.ok(first >= 0, 'the original listener got the connection');
   fs.closeSync(first);
 
@@ -69,7 +69,7 @@ t.test('swap race: what was opened and checked is what gets connected, never the
   if (!('fd' in heldAgain)) throw new Error('not held');
   fs.renameSync(path.join(dir, 'real.repair'), path.join(dir, 'kept.repair'));
   fs.closeSync(replacement);
-  const decoy = peer.listenUnix(path.join(dir, 'decoy.repair'));
+  const decoy = passt.listenUnix(path.join(dir, 'decoy.repair'));
   fs.symlinkSync(path.join(dir, 'decoy.repair'), path.join(dir, 'real.repair'));
   const connected = connectToHeld(heldAgain, policy.rules);
   t.ok('connected' in connected);
@@ -77,8 +77,8 @@ t.test('swap race: what was opened and checked is what gets connected, never the
     t.equal(connected.connected.path, path.join(dir, 'real.repair'), 'reported as the path that was checked');
     fs.closeSync(connected.connected.sock);
   }
-  t.equal(peer.accept(decoy, 0), -1, 'the decoy saw no connection');
-  const fromOriginal = peer.accept(original, 0);
+  t.equal(passt.accept(decoy, 0), -1, 'the decoy saw no connection');
+  const fromOriginal = passt.accept(original, 0);
   t.ok(fromOriginal >= 0, 'the original listener got the connection');
   fs.closeSync(fromOriginal);
   fs.closeSync(original);
@@ -99,14 +99,14 @@ t.test('directory mode: the directory is checked first, each socket found before
 
   const helper = startHelper(['--policy', policy, waitIn]);
   await new Promise((resolve) => setTimeout(resolve, 300));
-  const bad = peer.listenUnix(path.join(waitIn, 'bad-1.repair'));
+  const bad = passt.listenUnix(path.join(waitIn, 'bad-1.repair'));
   await new Promise((resolve) => setTimeout(resolve, 300));
-  const good = peer.listenUnix(path.join(waitIn, 'good-1.repair'));
+  const good = passt.listenUnix(path.join(waitIn, 'good-1.repair'));
   fs.closeSync(await acceptHelper(good));
   const { code, stderr } = await helper.exited;
   t.equal(code, 0, stderr);
   t.match(stderr, `skipping ${waitIn}/bad-1.repair: no rule that allows ${waitIn} allows this socket`);
-  t.equal(peer.accept(bad, 0), -1, 'the non-matching socket saw no connection');
+  t.equal(passt.accept(bad, 0), -1, 'the non-matching socket saw no connection');
   fs.closeSync(bad);
   fs.closeSync(good);
 });
@@ -120,10 +120,10 @@ t.test('directory mode: a directory swapped after the helper started waiting is 
   await new Promise((resolve) => setTimeout(resolve, 500));
   fs.renameSync(waitIn, path.join(dir, 'old'));
   fs.mkdirSync(waitIn);
-  const replacement = peer.listenUnix(path.join(waitIn, 'x.repair'));
+  const replacement = passt.listenUnix(path.join(waitIn, 'x.repair'));
   const { code, stderr } = await helper.exited;
   t.equal(code, 1);
   t.match(stderr, /accepted a connection within 1\.5 s/);
-  t.equal(peer.accept(replacement, 0), -1, 'the replacement directory\'s socket saw no connection');
+  t.equal(passt.accept(replacement, 0), -1, 'the replacement directory\'s socket saw no connection');
   fs.closeSync(replacement);
 });

@@ -4,7 +4,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { acceptHelper, awaitReply, peer, startHelper, writePolicy, TCP_REPAIR_ON } from '../peer/peer';
+import { acceptHelper, awaitReply, passt, startHelper, writePolicy, TCP_REPAIR_ON } from './passt-double/passt-double';
 import { NOBODY, listenAsNobody, loopbackConnections, nobodyDirectory, temporaryDirectory } from './lib';
 
 function policyFor(dir: string, peerRule: object): string {
@@ -53,14 +53,14 @@ t.test('sameOwner: a peer that does not own the socket file is refused, and allo
     const dir = nobodyDirectory();
     const socketPath = path.join(dir, 'vm.repair');
     // Root listens, the file belongs to 65534: the owner is not the peer.
-    const listener = peer.listenUnix(socketPath);
+    const listener = passt.listenUnix(socketPath);
     fs.chownSync(socketPath, NOBODY, NOBODY);
     const helper = startHelper(['--policy', policyFor(dir, sameOwner ? { uids: [0] } : { sameOwner: false, uids: [0] }), socketPath]);
     const sock = await acceptHelper(listener);
     fs.closeSync(listener);
     let reply: number | null | undefined = null;
     try {
-      peer.sendRequest(sock, Buffer.from([TCP_REPAIR_ON]), loopback.fds);
+      passt.sendRequest(sock, Buffer.from([TCP_REPAIR_ON]), loopback.fds);
       reply = await awaitReply(sock);
     } catch {
       // EPIPE: the helper refused and closed before the request went out

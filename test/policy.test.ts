@@ -2,7 +2,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { HELPER, ROOT, writePolicy } from '../peer/peer';
+import { HELPER, ROOT, writePolicy } from './passt-double/passt-double';
 import { loadPolicy, PolicyError } from '../src/policy';
 import { parsePolicy } from '../src/policy/load';
 import { compilePattern } from '../src/policy/pattern';

@@ -3,7 +3,7 @@
 // sequences, and no descriptor kept between requests.
 import t from 'tap';
 import * as fs from 'node:fs';
-import { awaitReply, openDescriptors, peer, TCP_REPAIR_OFF, TCP_REPAIR_OFF_NO_WP, TCP_REPAIR_ON } from '../peer/peer';
+import { awaitReply, openDescriptors, passt, TCP_REPAIR_OFF, TCP_REPAIR_OFF_NO_WP, TCP_REPAIR_ON } from './passt-double/passt-double';
 import { loopbackConnections, repairStates, startSession, unusualLines, type Loopback } from './lib';
 
 let loopback: Loopback;
@@ -20,7 +20,7 @@ t.test('each command value is applied, confirmed with the same byte, and reporte
   const session = await startSession();
   const fds = loopback.fds.slice(0, 3);
   for (const command of [TCP_REPAIR_ON, TCP_REPAIR_OFF, TCP_REPAIR_ON, TCP_REPAIR_OFF_NO_WP]) {
-    peer.sendRequest(session.sock, Buffer.from([command & 0xff]), fds);
+    passt.sendRequest(session.sock, Buffer.from([command & 0xff]), fds);
     t.equal(await awaitReply(session.sock), command, `reply to ${command} is the same byte`);
     t.same(repairStates(fds), fds.map(() => expected(command)), `state after ${command}`);
   }
@@ -35,7 +35,7 @@ t.test('batches of 1, 2, 252 and 253 descriptors', async (t) => {
   for (const size of [1, 2, 252, 253]) {
     const fds = loopback.fds.slice(0, size);
     for (const command of [TCP_REPAIR_ON, TCP_REPAIR_OFF]) {
-      peer.sendRequest(session.sock, Buffer.from([command & 0xff]), fds);
+      passt.sendRequest(session.sock, Buffer.from([command & 0xff]), fds);
       t.equal(await awaitReply(session.sock), command, `batch of ${size}, command ${command}`);
       t.ok(repairStates(fds).every((state) => state === expected(command)), `all ${size} sockets in state ${expected(command)}`);
     }
@@ -56,7 +56,7 @@ t.test('mixed sequences of sizes and commands; no descriptor kept between reques
     const command = commands[round % commands.length]!;
     const offset = (round * 37) % (loopback.fds.length - size + 1);
     const fds = loopback.fds.slice(offset, offset + size);
-    peer.sendRequest(session.sock, Buffer.from([command & 0xff]), fds);
+    passt.sendRequest(session.sock, Buffer.from([command & 0xff]), fds);
     t.equal(await awaitReply(session.sock), command, `request ${round}: ${size} sockets, command ${command}`);
     for (const fd of fds) state.set(fd, expected(command));
     const held = openDescriptors(pid).size;
@@ -73,10 +73,10 @@ t.test('mixed sequences of sizes and commands; no descriptor kept between reques
 
 t.test('ECONNRESET from passt also means done', async (t) => {
   const session = await startSession();
-  peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), loopback.fds.slice(0, 1));
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), loopback.fds.slice(0, 1));
   t.equal(await awaitReply(session.sock), TCP_REPAIR_ON);
   // Closing with unread data queued makes the kernel reset the connection.
-  peer.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF]), loopback.fds.slice(0, 1));
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF]), loopback.fds.slice(0, 1));
   t.equal(await awaitReply(session.sock), TCP_REPAIR_OFF);
   fs.closeSync(session.sock);
   const { code } = await session.helper.exited;

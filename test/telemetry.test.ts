@@ -7,7 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { constants } from 'node:os';
-import { acceptHelper, awaitReply, HELPER, peer, ROOT, startHelper, TCP_REPAIR_ON, writePolicy, type HelperRun } from '../peer/peer';
+import { acceptHelper, awaitReply, HELPER, passt, ROOT, startHelper, TCP_REPAIR_ON, writePolicy, type HelperRun } from './passt-double/passt-double';
 import { loadAllowlist, loadForwarderDenyList, parseSeccompPolicy, TELEMETRY_ALLOWLIST } from '../src/sandbox/seccomp';
 import { HelperError } from '../src/errors';
 import type { FailureReport } from '../src/telemetry/report';
@@ -268,16 +268,16 @@ t.test('with Sentry off: no forwarder is ever started, nothing is sent, and a fa
   const dir = temporaryDirectory();
   const socketPath = path.join(dir, 'passt.repair');
   const policy = writePolicy(temporaryDirectory(), { version: 1, rules: [{ name: 'test', sockets: [`${dir}/*.repair`], peer: {} }] });
-  const listener = peer.listenUnix(socketPath);
+  const listener = passt.listenUnix(socketPath);
   const helper = startHelper(['--policy', policy, socketPath]);
   const sock = await acceptHelper(listener);
   fs.closeSync(listener);
   const loopback = await loopbackConnections(1);
   t.teardown(() => loopback.close());
-  t.equal(peer.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON, 'serving');
+  t.equal(passt.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON, 'serving');
   t.same(childrenOf(helper.child.pid!), [], 'the helper has no child process while it serves');
   t.same(forwarderProcesses(helper.child.pid!), [], 'no forwarder process of the helper\'s exists');
-  peer.sendRequest(sock, Buffer.from([9]), loopback.fds);
+  passt.sendRequest(sock, Buffer.from([9]), loopback.fds);
   t.equal(await awaitReply(sock), null, 'a bad request is refused');
   fs.closeSync(sock);
   const exit = await helper.exited;
@@ -611,7 +611,7 @@ async function telemetrySession(t: Test, receiverOptions: { silent?: boolean } =
     telemetry: { sentry: { dsn: receiver.dsn, environment: 'ci' } },
     rules: [{ name: 'test', sockets: [`${dir}/*.repair`], peer: {} }],
   });
-  const listener = peer.listenUnix(socketPath);
+  const listener = passt.listenUnix(socketPath);
   const helper = startHelper(['--policy', policy, socketPath]);
   const sock = await acceptHelper(listener);
   fs.closeSync(listener);
@@ -623,7 +623,7 @@ t.test('a malformed request under telemetry: refused as ever, reported with gate
   const { helper, sock, forwarder, receiver } = await telemetrySession(t);
   const loopback = await loopbackConnections(2);
   t.teardown(() => loopback.close());
-  t.equal(peer.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON, 'served first');
+  t.equal(passt.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON, 'served first');
   // While it serves: the forwarder, as the helper's child.
   t.same(childrenOf(helper.child.pid!), [forwarder], 'one child: the forwarder');
   const status = statusOf(forwarder);
@@ -631,7 +631,7 @@ t.test('a malformed request under telemetry: refused as ever, reported with gate
     `${NOBODY}\t${NOBODY}\t${NOBODY}\t${NOBODY}`, '0000000000000000', '0000000000000000', '0000000000000000', '0000000000000000', '1', '2',
   ]);
   checkDescriptors(t, forwarder, helper.child.pid!);
-  peer.sendRequest(sock, Buffer.from([2]), loopback.fds);
+  passt.sendRequest(sock, Buffer.from([2]), loopback.fds);
   t.equal(await awaitReply(sock), null, 'refused');
   fs.closeSync(sock);
   const exit = await helper.exited;
@@ -647,12 +647,12 @@ t.test('a forwarder killed while the helper serves: the helper serves on, under 
   const { helper, sock, forwarder, receiver } = await telemetrySession(t);
   const loopback = await loopbackConnections(1);
   t.teardown(() => loopback.close());
-  t.equal(peer.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON);
+  t.equal(passt.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON);
   process.kill(forwarder, 'SIGKILL');
   t.ok(await waitForEnd(forwarder), 'the forwarder is gone');
   // The helper reaps it (SIGCHLD, wait4) under its filter, and goes on.
-  for (const command of [0, TCP_REPAIR_ON, 0]) t.equal(peer.roundTrip(sock, command, loopback.fds)[0], command, `still serving (${command})`);
-  peer.sendRequest(sock, Buffer.from([2]), loopback.fds);
+  for (const command of [0, TCP_REPAIR_ON, 0]) t.equal(passt.roundTrip(sock, command, loopback.fds)[0], command, `still serving (${command})`);
+  passt.sendRequest(sock, Buffer.from([2]), loopback.fds);
   t.equal(await awaitReply(sock), null, 'a refusal');
   fs.closeSync(sock);
   const started = Date.now();
@@ -679,12 +679,12 @@ t.test('a Sentry that never answers delays no reply, and the helper still exits 
   t.teardown(() => loopback.close());
   let slowest = 0;
   for (let round = 0; round < 20; round++) {
-    const [reply, nanoseconds] = peer.roundTrip(sock, round % 2 === 0 ? TCP_REPAIR_ON : 0, loopback.fds);
+    const [reply, nanoseconds] = passt.roundTrip(sock, round % 2 === 0 ? TCP_REPAIR_ON : 0, loopback.fds);
     t.equal(reply, round % 2 === 0 ? TCP_REPAIR_ON : 0);
     slowest = Math.max(slowest, nanoseconds / 1e6);
   }
   t.comment(`slowest of 20 round trips of 253 sockets: ${slowest.toFixed(2)} ms`);
-  peer.sendRequest(sock, Buffer.from([2]), loopback.fds.slice(0, 1));
+  passt.sendRequest(sock, Buffer.from([2]), loopback.fds.slice(0, 1));
   t.equal(await awaitReply(sock), null, 'a refusal, which is reported to the silent Sentry');
   const closedAt = Date.now();
   fs.closeSync(sock);

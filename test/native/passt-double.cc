@@ -422,4 +422,4 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
 }  // namespace
 
-NODE_API_MODULE(passt_peer, Init)
+NODE_API_MODULE(passt_double, Init)

@@ -12,8 +12,8 @@
  * between the two floors is the cost of the validation itself; the rest of
  * the helper's round trip is JavaScript, N-API and seccomp.
  *
- * Built by the benchmark itself: cc -O2 -o build/bench/floor bench/floor.c
- * and cc -O2 -DCHECKED -o build/bench/floor-checked bench/floor.c */
+ * Built by the benchmark itself: cc -O2 -o test/build/bench/floor test/bench/floor.c
+ * and cc -O2 -DCHECKED -o test/build/bench/floor-checked test/bench/floor.c */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>

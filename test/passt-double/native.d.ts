@@ -1,4 +1,4 @@
-// The passt-side double's whole native surface (native/peer/peer.cc), used by
+// The passt-side double's whole native surface (test/native/passt-double.cc), used by
 // the demo, the tests and the benchmark; never by the helper.
 
 export interface Endpoint {
@@ -31,7 +31,7 @@ export interface RequestShape {
   credentials?: boolean;
 }
 
-export interface PeerNative {
+export interface PasstDouble {
   /** Bound, not listening: connections are refused until startListening(). */
   bindUnix(path: string): number;
   startListening(fd: number): void;

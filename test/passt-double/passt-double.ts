@@ -2,11 +2,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { PeerNative } from './native.d';
+import type { PasstDouble } from './native.d';
 
-export const peer: PeerNative = require('../../build/Release/passt_peer.node');
+export const passt: PasstDouble = require('../../../test/build/Release/passt_double.node');
 
-export const ROOT = path.resolve(__dirname, '../..');
+export const ROOT = path.resolve(__dirname, '../../..');
 export const HELPER = path.join(ROOT, 'bin/passt-repair');
 
 export const TCP_REPAIR_ON = 1;
@@ -35,7 +35,7 @@ export function startHelper(args: readonly string[], command: readonly string[] 
 export async function acceptHelper(listenFd: number, timeoutMs = 10_000): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const fd = peer.accept(listenFd, 0);
+    const fd = passt.accept(listenFd, 0);
     if (fd >= 0) return fd;
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
@@ -46,7 +46,7 @@ export async function acceptHelper(listenFd: number, timeoutMs = 10_000): Promis
 export async function awaitReply(fd: number, timeoutMs = 10_000): Promise<number | null | undefined> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const reply = peer.receiveReply(fd, 0);
+    const reply = passt.receiveReply(fd, 0);
     if (reply !== undefined || Date.now() >= deadline) return reply;
     await new Promise((resolve) => setTimeout(resolve, 1));
   }

