@@ -76,6 +76,8 @@ t.test('schema errors: every mistake, FILE:LINE:COLUMN: /pointer: what was expec
   t.equal(refusal('{"version": 1, "rules": {}}'), 'p.json:1:16: /rules: expected an array, found an object');
   t.equal(refusal('{"version": 1, "rules": [{"name": "r", "sockets": ["/a"], "peer": {"sameOwner": "yes"}}]}'), 'p.json:1:68: /rules/0/peer/sameOwner: expected true or false, found a string');
   t.equal(refusal('{"version": 1}'), 'p.json:1:1: /: missing the required key "rules"; add it');
+  t.equal(refusal(`{"version": 1, "rules": [{"name": "${'n'.repeat(65)}", "sockets": ["/a"], "peer": {"uids": [4294967295]}}]}`),
+    ['p.json:1:27: /rules/0/name: is too long; expected at most 64 characters', 'p.json:1:141: /rules/0/peer/uids/0: expected at most 4294967294, found 4294967295'].join('\n'));
   t.equal(refusal('{"version": 1, "__proto__": {}, "rules": []}'), 'p.json:1:16: /__proto__: unknown key "__proto__"; the keys allowed here are "version", "sandbox", "log", "telemetry", "rules"');
 });
 
@@ -310,6 +312,12 @@ t.test('a missing policy names the install command and --policy, in our words', 
   t.equal(denied.status, 1);
   t.equal(denied.stderr, `passt-repair: ${closed}/policy.json: permission denied while reading the policy; run as root, or name a policy this user may read with --policy FILE\n`);
   for (const result of [notDirectory, denied]) t.notMatch(result.stderr, /ENOTDIR|EACCES|lstat|realpath|open '/);
+  const long = path.join(dir, `${'x'.repeat(300)}.json`);
+  t.equal(run('--check-policy', long).stderr, `passt-repair: ${long}: the path is too long; name the policy file by a shorter path\n`);
+  t.equal(run('--check-policy', '/dev/null').stderr, 'passt-repair: /dev/null: a device, not a policy file; name the policy file itself with --policy FILE\n');
+  const huge = path.join(dir, 'huge.json');
+  fs.writeFileSync(huge, ' '.repeat((1 << 20) + 1), { mode: 0o644 });
+  t.equal(run('--check-policy', huge).stderr, `passt-repair: ${huge}: ${(1 << 20) + 1} bytes; a policy is at most ${1 << 20}: is this the right file?\n`);
 });
 
 t.test('--check-policy checks the machine too: the sandbox account exists and is not root', async (t) => {
