@@ -155,6 +155,33 @@ t.test('a directory pattern serves when some socket pattern can match a NAME.rep
   for (const [directory, socket] of never) t.notOk(directoryCanHoldSocket(directory, socket), `${directory} cannot hold ${socket}`);
 });
 
+t.test('the overlap decision agrees with the matcher itself, for every pair of small patterns', async (t) => {
+  // Every pattern of up to two segments from these, against every directory
+  // of up to four segments from a small alphabet (deep enough for a witness
+  // of any of these pairs) and every child NAME.repair: the automaton says
+  // "can hold" exactly when some real path matches both.
+  const segments = ['a', '*', '?', '**', 'a*'];
+  const patterns = segments.flatMap((first) => [`/${first}`, ...segments.map((second) => `/${first}/${second}`)]);
+  const sockets = patterns.flatMap((directory) => ['*.repair', '?.repair', 'a*', '*', 'b.repair', '**', 'x'].map((name) => `${directory}/${name}`));
+  const directories: string[] = [];
+  const grow = (prefix: string, depth: number): void => {
+    if (depth > 0) directories.push(prefix);
+    if (depth < 4) for (const word of ['a', 'b', 'ab']) grow(`${prefix}/${word}`, depth + 1);
+  };
+  grow('', 0);
+  const children = ['.repair', 'a.repair', 'b.repair', 'ab.repair'];
+  const disagreements: string[] = [];
+  for (const directory of patterns) {
+    const inside = directories.filter(compilePattern(directory));
+    for (const socket of sockets) {
+      const matches = compilePattern(socket);
+      const witnessed = inside.some((path) => children.some((child) => matches(`${path}/${child}`)));
+      if (witnessed !== directoryCanHoldSocket(directory, socket)) disagreements.push(`${directory} / ${socket}: a path ${witnessed ? 'exists' : 'does not exist'}`);
+    }
+  }
+  t.same(disagreements, [], `${patterns.length * sockets.length} pairs`);
+});
+
 t.test('patterns: relative, ".", "..", empty segments, trailing "/" and "**" inside a segment are refused', async (t) => {
   for (const pattern of ['run/x', './x', '/run/../x', '/run/./x', '/run//x', '/run/', '/', '', '/run/a**', '/run/**b', '/***', '/..', '/run/..']) {
     t.match(refusal(JSON.stringify({ version: 1, rules: [{ ...rule, sockets: [pattern] }] })), /\/rules\/0\/sockets\/0: /, JSON.stringify(pattern));
