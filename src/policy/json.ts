@@ -28,6 +28,14 @@ export function pointerToken(key: string): string {
   return key.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
+/** The keys a JSON pointer names, in order, unescaped. */
+export function pointerKeys(pointer: string): string[] {
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((token) => token.replace(/~1/g, '/').replace(/~0/g, '~'));
+}
+
 export function parseJson(text: string): ParsedJson {
   const positions = new Map<string, Position>();
   let index = 0;

@@ -1,13 +1,14 @@
 // Reading the policy file: trusted only if nobody but root (or the helper's
 // own uid) can have written it, parsed strictly, validated against
-// policy/policy.schema.json (validator generated at build time), and every
-// mistake reported like a compiler error: FILE:LINE:COLUMN: /pointer: what.
+// policy/policy.schema.json (validator generated at build time) and by the
+// checks of check.ts, and every problem reported at once, like a compiler's
+// errors: FILE:LINE:COLUMN: /pointer: what is wrong; what to do.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ExitCode, HelperError } from '../errors';
 import { closest } from '../closest';
 import { documentProblems, environmentProblems, type Problem } from './check';
-import { JsonSyntaxError, parseJson, pointerToken, type Position } from './json';
+import { JsonSyntaxError, parseJson, pointerKeys, pointerToken, type Position } from './json';
 import { compilePattern } from './pattern';
 import { validatePolicySchema } from './validate.generated';
 
@@ -166,8 +167,7 @@ function typeName(value: unknown): string {
 /** The value a JSON pointer names, or undefined. */
 function valueAt(document: unknown, pointer: string): unknown {
   let value = document;
-  for (const token of pointer.split('/').slice(1)) {
-    const key = token.replace(/~1/g, '/').replace(/~0/g, '~');
+  for (const key of pointerKeys(pointer)) {
     if (value === null || typeof value !== 'object' || !Object.prototype.hasOwnProperty.call(value, key)) return undefined;
     value = (value as Record<string, unknown>)[key];
   }
@@ -185,10 +185,7 @@ function keysAllowedAt(instancePath: string): string[] {
   const root = policySchema() as SchemaNode;
   const follow = (node: SchemaNode | undefined): SchemaNode | undefined => (node?.$ref === undefined ? node : (valueAt(root, node.$ref.replace(/^#/, '')) as SchemaNode | undefined));
   let node = follow(root);
-  for (const token of instancePath.split('/').slice(1)) {
-    const key = token.replace(/~1/g, '/').replace(/~0/g, '~');
-    node = follow(node?.properties?.[key] ?? node?.items);
-  }
+  for (const key of pointerKeys(instancePath)) node = follow(node?.properties?.[key] ?? node?.items);
   return Object.keys(node?.properties ?? {}).filter((key) => key !== '$schema');
 }
 
@@ -198,7 +195,7 @@ function policySchema(): unknown {
 }
 
 /** What is wrong with a path pattern the schema refused, and how to write it. */
-export function patternMistake(pattern: string): string {
+function patternMistake(pattern: string): string {
   if (pattern === '') return 'an empty pattern; write an absolute path such as "/run/passt/*.repair"';
   if (!pattern.startsWith('/')) return `"${pattern}" is relative; patterns are absolute paths: write "/${pattern}"`;
   if (pattern === '/') return '"/" alone names no directory or socket; write the path of one, such as "/run/passt"';
@@ -212,10 +209,6 @@ export function patternMistake(pattern: string): string {
   if (starry !== undefined)
     return `"${pattern}" has "**" inside the segment "${starry}"; "**" must be a whole segment ("/run/**/x", any depth), and "*" matches within one segment`;
   return `"${pattern}" is not a valid path pattern (see "definitions/pattern" in policy/policy.schema.json)`;
-}
-
-function list(value: unknown): unknown[] {
-  return Array.isArray(value) ? value : [];
 }
 
 function plural(count: unknown, word: string): string {
@@ -254,7 +247,7 @@ function schemaErrorLine(error: SchemaError, document: unknown): Problem {
     case 'maxLength':
       return { pointer: at, message: `is too long; expected at most ${plural(p.limit, 'character')}` };
     case 'minItems':
-      return { pointer: at, message: `expected at least ${plural(p.limit, 'item')}, found ${list(valueAt(document, at)).length}` };
+      return { pointer: at, message: `expected at least ${plural(p.limit, 'item')}, found ${(valueAt(document, at) as unknown[]).length}` };
     case 'uniqueItems':
       return { pointer: at, message: `items ${Math.min(Number(p.i), Number(p.j))} and ${Math.max(Number(p.i), Number(p.j))} are the same; remove one` };
     case 'minimum':
