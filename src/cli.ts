@@ -1,5 +1,6 @@
 // The command line: `passt-repair [OPTIONS] PATH`, as libvirt and KubeVirt
 // call the C helper, plus options that only narrow what it does.
+import { closest } from './closest';
 import { UsageError } from './errors';
 import { DEFAULT_POLICY_FILE, type LogFormat } from './policy';
 
@@ -46,6 +47,17 @@ export type Invocation = (
   logFormat: LogFormat | undefined;
 };
 
+/** The options --help documents, the one list a misspelt option is compared with. */
+function knownOptions(): string[] {
+  return [...new Set(USAGE.slice(USAGE.indexOf('\nOptions:\n')).match(/(?<![\w-])--?[A-Za-z][\w-]*/g) ?? [])];
+}
+
+function unknownOption(arg: string): UsageError {
+  const name = arg.includes('=') ? arg.slice(0, arg.indexOf('=')) : arg;
+  const suggestion = closest(name, knownOptions());
+  return new UsageError(`unknown option "${arg}"${suggestion === undefined ? '' : `; did you mean "${suggestion}"?`}`);
+}
+
 function parseLogFormat(text: string | undefined): LogFormat {
   if (text !== 'text' && text !== 'json') throw new UsageError(`--log-format needs "text" or "json", not "${text ?? ''}"`);
   return text;
@@ -88,11 +100,11 @@ export function parseArguments(args: readonly string[]): Invocation {
           continue;
         case '--policy':
           policyFile = inline ?? args[++i];
-          if (policyFile === undefined || policyFile === '') throw new UsageError('--policy needs a FILE');
+          if (policyFile === undefined || policyFile === '') throw new UsageError(`--policy needs a FILE, the policy to use (the default is ${DEFAULT_POLICY_FILE})`);
           continue;
         case '--explain':
           explain = inline ?? args[++i];
-          if (explain === undefined || explain === '') throw new UsageError('--explain needs a PATH');
+          if (explain === undefined || explain === '') throw new UsageError("--explain needs a PATH, the socket or directory to explain");
           continue;
         case '--check-policy':
           // Its FILE is optional, so it is taken as the operand below.
@@ -100,23 +112,25 @@ export function parseArguments(args: readonly string[]): Invocation {
           if (inline !== undefined) policyFile = inline;
           continue;
         default:
-          throw new UsageError(`unknown option "${arg}"`);
+          throw unknownOption(arg);
       }
     }
-    if (path !== undefined) throw new UsageError(`one PATH expected, got "${path}" and "${arg}"`);
-    if (arg === '') throw new UsageError('PATH is empty');
+    if (path !== undefined) throw new UsageError(`one PATH expected, got "${path}" and "${arg}"; a helper serves one socket or directory`);
+    if (arg === '') throw new UsageError("PATH is empty; name passt's repair socket, or the directory in which passt will create it");
     path = arg;
   }
   if (checkPolicy) {
-    if (explain !== undefined || timeoutMs !== undefined) throw new UsageError('--check-policy takes no other option');
-    if (path !== undefined && policyFile !== undefined) throw new UsageError(`one policy FILE expected, got "${policyFile}" and "${path}"`);
+    if (explain !== undefined || timeoutMs !== undefined)
+      throw new UsageError(`--check-policy does not go with ${explain !== undefined ? '--explain' : '--timeout'}; check the policy first, then run the other`);
+    if (path !== undefined && policyFile !== undefined)
+      throw new UsageError(`one policy FILE expected, got "${policyFile}" and "${path}"; give it either after --check-policy or with --policy`);
     return { action: 'check-policy', policyFile: path ?? policyFile ?? DEFAULT_POLICY_FILE, logFormat };
   }
   if (explain !== undefined) {
-    if (path !== undefined) throw new UsageError(`--explain takes one PATH, got "${explain}" and "${path}"`);
-    if (timeoutMs !== undefined) throw new UsageError('--explain and --timeout do not go together');
+    if (path !== undefined) throw new UsageError(`--explain takes one PATH, got "${explain}" and "${path}"; explain one path at a time`);
+    if (timeoutMs !== undefined) throw new UsageError('--explain does not go with --timeout: --explain waits for nothing; drop --timeout');
     return { action: 'explain', path: explain, policyFile: policyFile ?? DEFAULT_POLICY_FILE, logFormat };
   }
-  if (path === undefined) throw new UsageError('PATH is missing');
+  if (path === undefined) throw new UsageError("PATH is missing; name passt's repair socket, or the directory in which passt will create it");
   return { action: 'serve', path, timeoutMs, policyFile: policyFile ?? DEFAULT_POLICY_FILE, logFormat };
 }

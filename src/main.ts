@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { USAGE, parseArguments, type Invocation } from './cli';
 import { connectToPasst } from './connect';
 import { ExitCode, GATE_NUMBERS, HelperError, Refusal, UsageError, type Phase } from './errors';
-import { AuditLog } from './log';
+import { AuditLog, type Fields } from './log';
 import { loadPolicy } from './policy';
 import { checkPeer } from './policy/peer';
 import { serve } from './protocol';
@@ -18,6 +18,16 @@ function version(): string {
 }
 
 const log = new AuditLog('text');
+
+/**
+ * Logs an error whose message may span lines (a policy's problems, one a
+ * line; a stack): each line is an event of its own, so that every line of
+ * the text log carries the "passt-repair:" prefix and every JSON record
+ * stays one line.
+ */
+function logError(event: 'error' | 'refused', message: string, fields: Fields = {}): void {
+  for (const line of message.split('\n')) log.write('error', event, line, 'reason' in fields ? { ...fields, reason: line } : fields);
+}
 
 /** What a serving run has done so far: the audit log's end line and the failure reports draw on it. */
 interface Run {
@@ -110,14 +120,14 @@ function logFailure(error: unknown, run: Run): ExitCode {
   if (error instanceof Refusal) {
     const number = GATE_NUMBERS[error.gate];
     const message = number === undefined ? error.message : `gate ${number} (${error.gate}) refused: ${error.message}`;
-    log.write('error', 'refused', message, { gate: error.gate, reason: error.message });
+    logError('refused', message, { gate: error.gate, reason: error.message });
     Object.assign(failure, { gate: error.gate, message });
   } else if (error instanceof HelperError) {
-    log.write('error', 'error', error.message, { phase: run.phase, reason: error.message });
+    logError('error', error.message, { phase: run.phase, reason: error.message });
     Object.assign(failure, { message: error.message, exitCode: error.exitCode });
   } else {
     const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
-    log.write('error', 'error', `internal error: ${stack}`, { phase: run.phase, reason: `internal error: ${stack}` });
+    logError('error', `internal error: ${stack}`, { phase: run.phase, reason: stack });
     const type = error instanceof Error ? error.name : typeof error;
     Object.assign(failure, { level: 'fatal', message: `internal error: ${error instanceof Error ? error.message : String(error)}`, error: { type, stack } });
   }
@@ -166,7 +176,7 @@ async function main(invocation: Invocation): Promise<ExitCode> {
         loadPolicy(invocation.policyFile);
       } catch (error) {
         if (!(error instanceof HelperError)) throw error;
-        log.write('error', 'error', error.message, { phase: 'policy', reason: error.message });
+        logError('error', error.message, { phase: 'policy', reason: error.message });
         return ExitCode.Failure;
       }
       fs.writeSync(process.stdout.fd, `${invocation.policyFile}: valid\n`);
@@ -191,13 +201,13 @@ new Promise<Invocation>((resolve) => resolve(parseArguments(process.argv.slice(2
     (error: unknown) => {
       if (error instanceof HelperError) {
         if (error instanceof UsageError) {
-          log.write('error', 'error', error.message, { reason: error.message });
+          logError('error', error.message, { reason: error.message });
           log.write('error', 'error', 'try "passt-repair --help"');
-        } else log.write('error', 'error', error.message, { phase: 'policy', reason: error.message });
+        } else logError('error', error.message, { phase: 'policy', reason: error.message });
         process.exitCode = error.exitCode;
       } else {
         const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
-        log.write('error', 'error', `internal error: ${stack}`, { phase: 'internal', reason: `internal error: ${stack}` });
+        logError('error', `internal error: ${stack}`, { phase: 'internal', reason: stack });
         process.exitCode = ExitCode.Failure;
       }
     },

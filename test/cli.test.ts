@@ -28,13 +28,22 @@ t.test('--help prints usage on stdout and exits 0', async (t) => {
 
 t.test('usage errors exit 2 with one line saying what was wrong', async (t) => {
   const cases: [string[], RegExp][] = [
-    [[], /PATH is missing/],
-    [['a', 'b'], /one PATH expected, got "a" and "b"/],
-    [['--frobnicate', 'x'], /unknown option "--frobnicate"/],
+    [[], /PATH is missing; name passt's repair socket, or the directory in which passt will create it\n/],
+    [['a', 'b'], /one PATH expected, got "a" and "b"; a helper serves one socket or directory\n/],
+    [['--frobnicate', 'x'], /unknown option "--frobnicate"\n/],
+    [['--polcy', 'x'], /unknown option "--polcy"; did you mean "--policy"\?\n/],
+    [['--timout=3', 'x'], /unknown option "--timout=3"; did you mean "--timeout"\?\n/],
+    [['--check-polic', 'x'], /unknown option "--check-polic"; did you mean "--check-policy"\?\n/],
+    [['--policy'], /--policy needs a FILE, the policy to use \(the default is \/etc\/passt-repair\/policy\.json\)\n/],
+    [['--explain'], /--explain needs a PATH, the socket or directory to explain\n/],
+    [['--check-policy', '--explain', 'x'], /--check-policy does not go with --explain; check the policy first, then run the other\n/],
+    [['--check-policy', '--policy', 'a', 'b'], /one policy FILE expected, got "a" and "b"; give it either after --check-policy or with --policy\n/],
+    [['--explain', 'a', 'b'], /--explain takes one PATH, got "a" and "b"; explain one path at a time\n/],
+    [['--explain', 'a', '--timeout', '1'], /--explain does not go with --timeout: --explain waits for nothing; drop --timeout\n/],
     [['--timeout', 'soon', 'x'], /--timeout needs a number of seconds greater than 0, not "soon"/],
     [['--timeout', '0', 'x'], /--timeout needs a number/],
     [['--timeout'], /--timeout needs a number/],
-    [[''], /PATH is empty/],
+    [[''], /PATH is empty; name passt's repair socket, or the directory in which passt will create it\n/],
   ];
   for (const [args, message] of cases) {
     const { code, stderr, stdout } = run(...args);

@@ -257,7 +257,8 @@ t.test('the Sentry SDK is referenced by the forwarder alone, which nothing loads
   walk(path.join(ROOT, 'dist/src'));
   t.ok(files.length > 10, `${files.length} files of dist/src`);
   const relative = (file: string) => path.relative(ROOT, file);
-  t.same(files.filter((file) => /@sentry\//.test(fs.readFileSync(file, 'utf8'))).map(relative), ['dist/src/telemetry/forwarder.js'], 'only the forwarder requires @sentry/node');
+  // A require.resolve (--check-policy's test that the package is installed) finds it without loading it.
+  t.same(files.filter((file) => /require\(\s*['"]@sentry\//.test(fs.readFileSync(file, 'utf8'))).map(relative), ['dist/src/telemetry/forwarder.js'], 'only the forwarder requires @sentry/node');
   t.same(files.filter((file) => /require\([^)]*forwarder/.test(fs.readFileSync(file, 'utf8'))).map(relative), [], 'no file requires the forwarder: it only runs as a process of its own');
   t.match(fs.readFileSync(path.join(ROOT, 'dist/src/telemetry/reporter.js'), 'utf8'), /'forwarder\.js'/, 'the reporter starts it as a program');
 });
@@ -710,8 +711,8 @@ t.test('a policy not owned by root may not turn telemetry on', async (t) => {
   const asNobody = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', HELPER];
   const check = spawnSync(asNobody[0]!, [...asNobody.slice(1), '--check-policy', policy], { encoding: 'utf8' });
   t.equal(check.status, 1, '--check-policy: invalid');
-  t.match(check.stderr, /owned by uid 65534; "telemetry" is honoured only in a policy owned by root/);
+  t.match(check.stderr, /\/telemetry: honoured only in a policy owned by root, and this one is owned by uid 65534/);
   const serve = spawnSync(asNobody[0]!, [...asNobody.slice(1), '--policy', policy, path.join(dir, 'x.repair')], { encoding: 'utf8' });
   t.equal(serve.status, 2, 'serving: an unusable policy');
-  t.match(serve.stderr, /"telemetry" is honoured only in a policy owned by root/);
+  t.match(serve.stderr, /\/telemetry: honoured only in a policy owned by root/);
 });

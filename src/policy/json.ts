@@ -28,6 +28,14 @@ export function pointerToken(key: string): string {
   return key.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
+/** The keys a JSON pointer names, in order, unescaped. */
+export function pointerKeys(pointer: string): string[] {
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((token) => token.replace(/~1/g, '/').replace(/~0/g, '~'));
+}
+
 export function parseJson(text: string): ParsedJson {
   const positions = new Map<string, Position>();
   let index = 0;
@@ -39,6 +47,12 @@ export function parseJson(text: string): ParsedJson {
     throw new JsonSyntaxError(message, here());
   };
   const describeNext = (): string => (index >= text.length ? 'the end of the file' : JSON.stringify(text[index]));
+  /** The usual reason, when there is one, why what comes next is not JSON. */
+  const adviceForNext = (): string => {
+    if (text[index] === "'") return '; JSON strings and keys take double quotes, not single';
+    if (text.startsWith('//', index) || text.startsWith('/*', index)) return '; JSON allows no comments: remove it';
+    return '';
+  };
 
   function skipWhitespace(): void {
     while (index < text.length) {
@@ -52,21 +66,31 @@ export function parseJson(text: string): ParsedJson {
   }
 
   function expect(c: string): void {
-    if (text[index] !== c) fail(`expected "${c}", found ${describeNext()}`);
+    if (text[index] !== c) fail(`expected "${c}", found ${describeNext()}${adviceForNext()}`);
     index++;
   }
 
+  /** Steps over a "," between members or elements; one before the closing bracket is the commonest JSON mistake, so it is named. */
+  function skipComma(closing: '}' | ']'): void {
+    const comma = here();
+    index++;
+    skipWhitespace();
+    if (text[index] === closing)
+      throw new JsonSyntaxError(`a trailing comma before "${closing}": JSON allows no comma after the last ${closing === '}' ? 'member' : 'element'}; remove it`, comma);
+  }
+
   function parseString(): string {
+    const start = here();
     expect('"');
     let result = '';
     for (;;) {
-      if (index >= text.length) fail('unterminated string');
+      if (index >= text.length) throw new JsonSyntaxError('this string is never closed; add its closing double quote', start);
       const c = text[index]!;
       if (c === '"') {
         index++;
         return result;
       }
-      if (c < ' ') fail('control character in a string (escape it)');
+      if (c < ' ') fail('a control character (a line break or a tab, say) inside a string; escape it ("\\n", "\\t") or close the string before it');
       if (c !== '\\') {
         result += c;
         index++;
@@ -80,13 +104,13 @@ export function parseJson(text: string): ParsedJson {
       } else if (escaped === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(index + 2, index + 6))) {
         result += String.fromCharCode(parseInt(text.slice(index + 2, index + 6), 16));
         index += 6;
-      } else fail('invalid escape in a string');
+      } else fail(`invalid escape "\\${escaped ?? ''}" in a string; JSON knows \\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX (write "\\\\" for a backslash)`);
     }
   }
 
   function parseNumber(): number {
     const match = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/.exec(text.slice(index));
-    if (match === null) fail(`expected a value, found ${describeNext()}`);
+    if (match === null) fail(`expected a value, found ${describeNext()}${adviceForNext()}`);
     index += match![0].length;
     return Number(match![0]);
   }
@@ -106,10 +130,13 @@ export function parseJson(text: string): ParsedJson {
       for (;;) {
         skipWhitespace();
         const keyPosition = here();
-        if (text[index] !== '"') fail(`expected a key in double quotes, found ${describeNext()}`);
+        if (text[index] !== '"') {
+          const bare = /^[A-Za-z_$][\w$]*/.exec(text.slice(index))?.[0];
+          fail(`expected a key in double quotes, found ${describeNext()}${bare !== undefined ? `; write "${bare}"` : adviceForNext()}`);
+        }
         const key = parseString();
         if (Object.prototype.hasOwnProperty.call(object, key))
-          throw new JsonSyntaxError(`duplicate key "${key}"`, keyPosition);
+          throw new JsonSyntaxError(`duplicate key "${key}" (first at line ${positions.get(`${pointer}/${pointerToken(key)}`)!.line}); keep one of them`, keyPosition);
         positions.set(`${pointer}/${pointerToken(key)}`, keyPosition);
         skipWhitespace();
         expect(':');
@@ -117,7 +144,7 @@ export function parseJson(text: string): ParsedJson {
         Object.defineProperty(object, key, { value: parseValue(`${pointer}/${pointerToken(key)}`), enumerable: true, writable: true, configurable: true });
         skipWhitespace();
         if (text[index] === ',') {
-          index++;
+          skipComma('}');
           continue;
         }
         expect('}');
@@ -136,7 +163,7 @@ export function parseJson(text: string): ParsedJson {
         array.push(parseValue(`${pointer}/${array.length}`));
         skipWhitespace();
         if (text[index] === ',') {
-          index++;
+          skipComma(']');
           continue;
         }
         expect(']');

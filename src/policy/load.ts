@@ -1,11 +1,14 @@
 // Reading the policy file: trusted only if nobody but root (or the helper's
 // own uid) can have written it, parsed strictly, validated against
-// policy/policy.schema.json (validator generated at build time), and every
-// mistake reported like a compiler error: FILE:LINE:COLUMN: /pointer: what.
+// policy/policy.schema.json (validator generated at build time) and by the
+// checks of check.ts, and every problem reported at once, like a compiler's
+// errors: FILE:LINE:COLUMN: /pointer: what is wrong; what to do.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ExitCode, HelperError } from '../errors';
-import { JsonSyntaxError, parseJson, type Position } from './json';
+import { closest } from '../closest';
+import { documentProblems, environmentProblems, type Problem } from './check';
+import { JsonSyntaxError, parseJson, pointerKeys, pointerToken, type Position } from './json';
 import { compilePattern } from './pattern';
 import { validatePolicySchema } from './validate.generated';
 
@@ -87,63 +90,172 @@ function modeText(mode: number): string {
 function checkTrusted(file: string, stats: fs.Stats): void {
   const euid = process.geteuid!();
   if (stats.uid !== 0 && stats.uid !== euid)
-    throw new PolicyError(`${file}: owned by uid ${stats.uid}; a policy and every directory above it must be owned by root${euid === 0 ? '' : ` or uid ${euid}`}`);
+    throw new PolicyError(
+      `${file}: owned by uid ${stats.uid}; a policy and every directory above it must be owned by root${euid === 0 ? '' : ` or uid ${euid}`} (chown root ${file})`,
+    );
   const sticky = stats.isDirectory() && (stats.mode & S_ISVTX) !== 0;
   if ((stats.mode & 0o022) !== 0 && !sticky)
-    throw new PolicyError(`${file}: mode ${modeText(stats.mode)} is writable by group or others; a policy and every directory above it must not be`);
+    throw new PolicyError(`${file}: mode ${modeText(stats.mode)} is writable by group or others; a policy and every directory above it must not be (chmod go-w ${file})`);
+}
+
+/** What kind of file `stats` is, in words, for the message refusing a policy that is not a regular file. */
+function kindOf(stats: fs.Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isSocket()) return 'a socket';
+  if (stats.isCharacterDevice() || stats.isBlockDevice()) return 'a device';
+  return 'not a regular file';
+}
+
+/** A file system failure while reading the policy, in our words (never Node's), with what to do. */
+function readFailure(file: string, error: NodeJS.ErrnoException): PolicyError {
+  switch (error.code) {
+    case 'ENOENT':
+      return new PolicyError(
+        `${file}: no policy file here; install one with "passt-repair-install-policy" (as root, then edit it), or name another with --policy FILE`,
+      );
+    case 'EACCES':
+    case 'EPERM':
+      return new PolicyError(`${file}: permission denied while reading the policy; run as root, or name a policy this user may read with --policy FILE`);
+    case 'ENOTDIR':
+      return new PolicyError(`${file}: a component of this path is not a directory; name the policy file with --policy FILE`);
+    case 'ELOOP':
+      return new PolicyError(`${file}: a loop of symbolic links; name the policy file by its real path`);
+    case 'ENAMETOOLONG':
+      return new PolicyError(`${file}: the path is too long; name the policy file by a shorter path`);
+    default:
+      return new PolicyError(`${file}: cannot read the policy (error ${error.code ?? 'unknown'}); check the file and every directory above it`);
+  }
 }
 
 /** Reads the policy file after checking that nobody untrusted can have written it. */
 function readTrustedFile(file: string): { text: string; owner: number } {
   const absolute = path.resolve(file);
-  let fd: number;
+  let fd: number | undefined;
   try {
     // Named by its real path: a symlink would let whoever controls the
     // link's directory choose which file is the policy.
-    if (fs.realpathSync(absolute) !== absolute) throw new PolicyError(`${file}: reached through a symlink (to ${fs.realpathSync(absolute)}); name the policy file by its real path`);
+    const real = fs.realpathSync(absolute);
+    if (real !== absolute) throw new PolicyError(`${file}: reached through a symlink (to ${real}); name the policy file by its real path`);
     fd = fs.openSync(absolute, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
-  } catch (error) {
-    if (error instanceof PolicyError) throw error;
-    throw new PolicyError(`${file}: cannot read the policy: ${(error as Error).message.replace(/^[A-Z]+: /, '')}`);
-  }
-  try {
     const stats = fs.fstatSync(fd);
-    if (!stats.isFile()) throw new PolicyError(`${file}: not a regular file`);
+    if (!stats.isFile()) throw new PolicyError(`${file}: ${kindOf(stats)}, not a policy file; name the policy file itself with --policy FILE`);
     checkTrusted(absolute, stats);
     for (let directory = path.dirname(absolute); ; directory = path.dirname(directory)) {
       checkTrusted(directory, fs.lstatSync(directory));
       if (directory === '/') break;
     }
-    if (stats.size > MAX_POLICY_BYTES) throw new PolicyError(`${file}: ${stats.size} bytes; a policy is at most ${MAX_POLICY_BYTES}`);
+    if (stats.size > MAX_POLICY_BYTES) throw new PolicyError(`${file}: ${stats.size} bytes; a policy is at most ${MAX_POLICY_BYTES}: is this the right file?`);
     return { text: fs.readFileSync(fd, 'utf8'), owner: stats.uid };
+  } catch (error) {
+    if (error instanceof PolicyError) throw error;
+    throw readFailure(file, error as NodeJS.ErrnoException);
   } finally {
-    fs.closeSync(fd);
+    if (fd !== undefined) fs.closeSync(fd);
   }
 }
 
-function schemaErrorLine(error: SchemaError): { pointer: string; message: string } {
+const TYPE_NAMES: Record<string, string> = { object: 'an object', array: 'an array', string: 'a string', number: 'a number', integer: 'an integer', boolean: 'true or false', null: 'null' };
+
+function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'number') return Number.isInteger(value) ? 'an integer' : 'a number';
+  return TYPE_NAMES[typeof value] ?? typeof value;
+}
+
+/** The value a JSON pointer names, or undefined. */
+function valueAt(document: unknown, pointer: string): unknown {
+  let value = document;
+  for (const key of pointerKeys(pointer)) {
+    if (value === null || typeof value !== 'object' || !Object.prototype.hasOwnProperty.call(value, key)) return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
+interface SchemaNode {
+  $ref?: string;
+  properties?: Record<string, SchemaNode>;
+  items?: SchemaNode;
+}
+
+/** The keys the schema allows in the object at `instancePath`, found by walking the schema along it. */
+function keysAllowedAt(instancePath: string): string[] {
+  const root = policySchema() as SchemaNode;
+  const follow = (node: SchemaNode | undefined): SchemaNode | undefined => (node?.$ref === undefined ? node : (valueAt(root, node.$ref.replace(/^#/, '')) as SchemaNode | undefined));
+  let node = follow(root);
+  for (const key of pointerKeys(instancePath)) node = follow(node?.properties?.[key] ?? node?.items);
+  return Object.keys(node?.properties ?? {}).filter((key) => key !== '$schema');
+}
+
+// Read only to word a message about an unknown key: the validator itself is generated at build time.
+function policySchema(): unknown {
+  return require('../../../policy/policy.schema.json') as unknown;
+}
+
+/** What is wrong with a path pattern the schema refused, and how to write it. */
+function patternMistake(pattern: string): string {
+  if (pattern === '') return 'an empty pattern; write an absolute path such as "/run/passt/*.repair"';
+  if (!pattern.startsWith('/')) return `"${pattern}" is relative; patterns are absolute paths: write "/${pattern}"`;
+  if (pattern === '/') return '"/" alone names no directory or socket; write the path of one, such as "/run/passt"';
+  const segments = pattern.slice(1).split('/');
+  const tidy = path.posix.normalize(pattern).replace(/(.)\/$/, '$1');
+  if (segments.includes('..')) return `"${pattern}" has a ".." segment; patterns match paths with every symlink and ".." resolved: write the path it means without ".."`;
+  if (segments.includes('.')) return `"${pattern}" has a "." segment; write it without: "${tidy}"`;
+  if (pattern.endsWith('/')) return `"${pattern}" ends in "/"; write it without: "${tidy}" (a "directories" pattern names the directory itself)`;
+  if (segments.includes('')) return `"${pattern}" has an empty segment ("//"); write it with single slashes: "${tidy}"`;
+  const starry = segments.find((segment) => segment !== '**' && segment.includes('**'));
+  if (starry !== undefined)
+    return `"${pattern}" has "**" inside the segment "${starry}"; "**" must be a whole segment ("/run/**/x", any depth), and "*" matches within one segment`;
+  return `"${pattern}" is not a valid path pattern (see "definitions/pattern" in policy/policy.schema.json)`;
+}
+
+function plural(count: unknown, word: string): string {
+  return `${String(count)} ${word}${count === 1 ? '' : 's'}`;
+}
+
+function schemaErrorLine(error: SchemaError, document: unknown): Problem {
+  const at = error.instancePath;
+  const p = error.params;
   switch (error.keyword) {
     case 'additionalProperties': {
-      const key = String(error.params.additionalProperty);
-      return { pointer: `${error.instancePath}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, message: `unknown key "${key}"` };
+      const key = String(p.additionalProperty);
+      const known = keysAllowedAt(at);
+      const suggestion = closest(key, known);
+      const hint =
+        suggestion !== undefined
+          ? `did you mean "${suggestion}"?`
+          : known.length > 0
+            ? `the keys allowed here are ${known.map((k) => `"${k}"`).join(', ')}`
+            : 'remove it';
+      return { pointer: `${at}/${pointerToken(key)}`, message: `unknown key "${key}"; ${hint}` };
     }
     case 'required':
-      return { pointer: error.instancePath, message: `missing the required key "${String(error.params.missingProperty)}"` };
+      return { pointer: at, message: `missing the required key "${String(p.missingProperty)}"; add it` };
     case 'const':
-      return { pointer: error.instancePath, message: `expected ${JSON.stringify(error.params.allowedValue)}` };
+      return { pointer: at, message: `expected ${JSON.stringify(p.allowedValue)}, found ${JSON.stringify(valueAt(document, at))}` };
     case 'enum':
-      return { pointer: error.instancePath, message: `expected one of ${(error.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}` };
+      return { pointer: at, message: `expected one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}, found ${JSON.stringify(valueAt(document, at))}` };
     case 'type':
-      return { pointer: error.instancePath, message: `expected ${String(error.params.type) === 'integer' ? 'an integer' : `a(n) ${String(error.params.type)}`}` };
+      return { pointer: at, message: `expected ${String(p.type).split(',').map((type) => TYPE_NAMES[type] ?? type).join(' or ')}, found ${typeName(valueAt(document, at))}` };
     case 'pattern':
-      if (error.schemaPath.startsWith('#/definitions/pattern/'))
-        return {
-          pointer: error.instancePath,
-          message: 'expected an absolute path pattern without ".", ".." or empty segments, a trailing "/", or "**" inside a segment',
-        };
-      return { pointer: error.instancePath, message: `expected a string matching ${String(error.params.pattern)}` };
+      if (error.schemaPath.startsWith('#/definitions/pattern/')) return { pointer: at, message: patternMistake(String(valueAt(document, at))) };
+      return { pointer: at, message: `${JSON.stringify(valueAt(document, at))} is not allowed here: expected a string matching ${String(p.pattern)}` };
+    case 'minLength':
+      return { pointer: at, message: p.limit === 1 ? 'is empty; expected a non-empty string' : `expected at least ${plural(p.limit, 'character')}` };
+    case 'maxLength':
+      return { pointer: at, message: `is too long; expected at most ${plural(p.limit, 'character')}` };
+    case 'minItems':
+      return { pointer: at, message: `expected at least ${plural(p.limit, 'item')}, found ${(valueAt(document, at) as unknown[]).length}` };
+    case 'uniqueItems':
+      return { pointer: at, message: `items ${Math.min(Number(p.i), Number(p.j))} and ${Math.max(Number(p.i), Number(p.j))} are the same; remove one` };
+    case 'minimum':
+      return { pointer: at, message: `expected at least ${String(p.limit)}, found ${JSON.stringify(valueAt(document, at))}` };
+    case 'maximum':
+      return { pointer: at, message: `expected at most ${String(p.limit)}, found ${JSON.stringify(valueAt(document, at))}` };
     default:
-      return { pointer: error.instancePath, message: error.message ?? error.keyword };
+      return { pointer: at, message: error.message ?? error.keyword };
   }
 }
 
@@ -152,7 +264,8 @@ interface Located {
   text: string;
 }
 
-function located(file: string, positions: Map<string, Position>, pointer: string, message: string): Located {
+function located(file: string, positions: Map<string, Position>, problem: Problem): Located {
+  const { pointer, message } = problem;
   let at = positions.get(pointer);
   // A pointer to a key that is not there (a required key) is reported at its object.
   for (let parent = pointer; at === undefined && parent !== ''; ) {
@@ -163,8 +276,17 @@ function located(file: string, positions: Map<string, Position>, pointer: string
   return { at: where, text: `${file}:${where.line}:${where.column}: ${pointer === '' ? '/' : pointer}: ${message}` };
 }
 
-/** Parses and validates policy text; `file` names it in messages. */
-export function parsePolicy(file: string, text: string): Policy {
+/** One message, a problem a line, in the order of the file. */
+function report(file: string, positions: Map<string, Position>, problems: readonly Problem[]): PolicyError {
+  const lines = problems
+    .map((problem) => located(file, positions, problem))
+    .sort((a, b) => a.at.line - b.at.line || a.at.column - b.at.column)
+    .map((line) => line.text);
+  return new PolicyError([...new Set(lines)].join('\n'));
+}
+
+/** Parses policy text and lists every problem the schema and the checks of check.ts find in it. */
+function examine(file: string, text: string): { value: unknown; positions: Map<string, Position>; problems: Problem[]; sound: (pointer: string) => boolean } {
   let parsed;
   try {
     parsed = parseJson(text);
@@ -173,22 +295,15 @@ export function parsePolicy(file: string, text: string): Policy {
     throw new PolicyError(`${file}:${error.position.line}:${error.position.column}: invalid JSON: ${error.message}`);
   }
   const { value, positions } = parsed;
-  if (!validate(value)) {
-    const lines = (validate.errors ?? [])
-      .map((error) => {
-        const { pointer, message } = schemaErrorLine(error);
-        return located(file, positions, pointer, message);
-      })
-      .sort((a, b) => a.at.line - b.at.line || a.at.column - b.at.column)
-      .map((line) => line.text);
-    throw new PolicyError([...new Set(lines)].join('\n'));
-  }
+  const schemaProblems = validate(value) ? [] : (validate.errors ?? []).map((error) => schemaErrorLine(error, value));
+  const faulty = schemaProblems.map((problem) => problem.pointer);
+  // Only what the schema found nothing wrong with (at it or inside it) is checked further.
+  const sound = (pointer: string): boolean => !faulty.some((bad) => bad === pointer || bad.startsWith(`${pointer}/`));
+  return { value, positions, problems: [...schemaProblems, ...documentProblems(value, sound, positions)], sound };
+}
+
+function toPolicy(file: string, value: unknown): Policy {
   const document = value as PolicyDocument;
-  const seen = new Set<string>();
-  document.rules.forEach((rule, index) => {
-    if (seen.has(rule.name)) throw new PolicyError(located(file, positions, `/rules/${index}/name`, `a rule named "${rule.name}" exists already; names must be unique`).text);
-    seen.add(rule.name);
-  });
   const pattern = (source: string): Pattern => ({ source, matches: compilePattern(source) });
   const sentry = document.telemetry?.sentry;
   return {
@@ -205,13 +320,21 @@ export function parsePolicy(file: string, text: string): Policy {
   };
 }
 
-/** Loads the policy, failing closed with a PolicyError (exit 2). */
+/** Parses and validates policy text (nothing outside the text is checked); `file` names it in messages. */
+export function parsePolicy(file: string, text: string): Policy {
+  const { value, positions, problems } = examine(file, text);
+  if (problems.length > 0) throw report(file, positions, problems);
+  return toPolicy(file, value);
+}
+
+/**
+ * Loads the policy, failing closed with a PolicyError (exit 2) that lists
+ * every problem: what serving and --check-policy refuse, checked in one place.
+ */
 export function loadPolicy(file: string): Policy {
   const { text, owner } = readTrustedFile(file);
-  const policy = parsePolicy(file, text);
-  // Reports leave the machine: only the administrator decides that, not a
-  // user who runs the helper with a policy of their own.
-  if (policy.sentry !== undefined && owner !== 0)
-    throw new PolicyError(`${file}: owned by uid ${owner}; "telemetry" is honoured only in a policy owned by root`);
-  return policy;
+  const { value, positions, problems, sound } = examine(file, text);
+  problems.push(...environmentProblems(value, sound, owner));
+  if (problems.length > 0) throw report(file, positions, problems);
+  return toPolicy(file, value);
 }
