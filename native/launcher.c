@@ -16,7 +16,11 @@
 // PATH, UV_USE_IO_URING=0 and the caller's JOURNAL_STREAM (for logging to the
 // journal under systemd) are passed on.
 //
+// And it closes every descriptor above standard error that its caller let
+// it inherit (close_inherited_descriptors below).
+//
 // Built beside the addon (binding.gyp); started by bin/passt-repair.
+#define _GNU_SOURCE
 #include <errno.h>
 #include <seccomp.h>
 #include <stdio.h>
@@ -26,11 +30,26 @@
 
 #define JOURNAL_STREAM_PREFIX "JOURNAL_STREAM="
 
+// A caller's leaked descriptors (a file, an rtnetlink socket that CAP_NET_ADMIN
+// makes powerful) would stay open through every gate, usable by any code that
+// runs in the helper. The launcher has opened nothing itself, and the runtime
+// needs nothing above standard error, so everything from 3 up goes.
+// close_range(2) (Linux 5.9): one call, no /proc needed; the helper checks
+// again (src/sandbox/descriptors.ts) and refuses to run if it failed.
+static int close_inherited_descriptors(void) {
+	if (close_range(3, ~0U, 0) < 0) {
+		fprintf(stderr, "passt-repair: cannot close inherited descriptors (close_range): %s\n", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s PROGRAM [ARGUMENT...]\n", argv[0]);
 		return 2;
 	}
+	if (close_inherited_descriptors() < 0) return 1;
 	// A filter that allows everything but io_uring_setup(2). libseccomp sets
 	// PR_SET_NO_NEW_PRIVS first (needed without CAP_SYS_ADMIN); the helper
 	// sets it anyway, and it takes nothing from a program without file

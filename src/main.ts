@@ -8,6 +8,7 @@ import { loadPolicy } from './policy';
 import { checkPeer } from './policy/peer';
 import { serve } from './protocol';
 import { dropToNetAdmin, dropToReachSocket } from './sandbox/capabilities';
+import { assertNoInheritedDescriptors } from './sandbox/descriptors';
 import { installSeccompFilter, loadAllowlist } from './sandbox/seccomp';
 import type { FailureReport, Reporter } from './telemetry/report';
 
@@ -42,14 +43,17 @@ function logStart(invocation: Extract<Invocation, { action: 'serve' }>, run: Run
 }
 
 /**
- * Connects to passt and serves it. The gates, in this order, before anything
- * passt sends is read:
+ * Connects to passt and serves it. First, no descriptor the caller leaked is
+ * open (src/sandbox/descriptors.ts). Then the gates, in this order, before
+ * anything passt sends is read:
  * 1. the path policy (load the policy; the path is checked while connecting),
  * 2. capabilities (dropped to what reaching the socket needs, then to CAP_NET_ADMIN),
  * 4. the peer's credentials (SO_PEERCRED right after connect),
  * 3. seccomp (the last step before the protocol loop).
  */
 async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, run: Run): Promise<void> {
+  run.phase = 'descriptors';
+  assertNoInheritedDescriptors();
   run.phase = 'policy';
   const policy = loadPolicy(invocation.policyFile);
   log.format = invocation.logFormat ?? policy.log.format;
@@ -126,7 +130,7 @@ function logFailure(error: unknown, run: Run): ExitCode {
 }
 
 async function serveAndLog(invocation: Extract<Invocation, { action: 'serve' }>): Promise<ExitCode> {
-  const run: Run = { phase: 'policy', started: false, requests: 0, sockets: 0, reporter: undefined, known: { paths: [], ids: [], pids: [process.pid] } };
+  const run: Run = { phase: 'descriptors', started: false, requests: 0, sockets: 0, reporter: undefined, known: { paths: [], ids: [], pids: [process.pid] } };
   let exitCode: ExitCode = ExitCode.Done;
   let reason = 'done';
   try {
