@@ -4,6 +4,7 @@ import { USAGE, parseArguments, type Invocation } from './cli';
 import { connectToPasst } from './connect';
 import { ExitCode, GATE_NUMBERS, HelperError, Refusal, UsageError, type Phase } from './errors';
 import { AuditLog } from './log';
+import { writeAnswer } from './output';
 import { loadPolicy } from './policy';
 import { checkPeer } from './policy/peer';
 import { serve } from './protocol';
@@ -160,10 +161,10 @@ async function main(invocation: Invocation): Promise<ExitCode> {
   if (invocation.logFormat !== undefined) log.format = invocation.logFormat;
   switch (invocation.action) {
     case 'help':
-      fs.writeSync(process.stdout.fd, USAGE);
+      writeAnswer(USAGE);
       return ExitCode.Done;
     case 'version':
-      fs.writeSync(process.stdout.fd, `passt-repair ${version()}\n`);
+      writeAnswer(`passt-repair ${version()}\n`);
       return ExitCode.Done;
     case 'check-policy':
       try {
@@ -173,12 +174,12 @@ async function main(invocation: Invocation): Promise<ExitCode> {
         log.write('error', 'error', error.message, { phase: 'policy', reason: error.message });
         return ExitCode.Failure;
       }
-      fs.writeSync(process.stdout.fd, `${invocation.policyFile}: valid\n`);
+      writeAnswer(`${invocation.policyFile}: valid\n`);
       return ExitCode.Done;
     case 'explain': {
       const { explainPath } = require('./policy/explain') as typeof import('./policy/explain');
       const explanation = explainPath(loadPolicy(invocation.policyFile), invocation.path);
-      fs.writeSync(process.stdout.fd, explanation.text);
+      writeAnswer(explanation.text);
       return explanation.allowed ? ExitCode.Done : ExitCode.Failure;
     }
     case 'serve':

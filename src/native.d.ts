@@ -94,4 +94,6 @@ export interface Native {
   setNonBlocking(fd: number): boolean;
   /** pipe2(O_CLOEXEC): a new pipe's two ends. */
   makePipe(): { read: number; write: number };
+  /** poll(POLLOUT) without a timeout: returns once `fd` has room, or has an error or hang-up for the next write to report. */
+  waitWritable(fd: number): void;
 }
