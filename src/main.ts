@@ -59,6 +59,8 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
   const policy = loadPolicy(invocation.policyFile);
   log.format = invocation.logFormat ?? policy.log.format;
   logStart(invocation, run);
+  // An audited run with no audit log is not one: nothing is connected.
+  if (log.lost !== undefined) throw new HelperError(`cannot write the audit log to standard error (${log.lost}): refusing to serve without it`);
   run.known.paths.push(invocation.path, policy.file);
   if (policy.sandbox.seccomp === 'log')
     log.write('warning', 'warning', 'WARNING: seccomp is in LOG mode (policy "sandbox": {"seccomp": "log"}): forbidden system calls are only logged, not stopped. Never use this in production.');
@@ -78,14 +80,14 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
     run.known.paths.push(connection.path);
     run.known.ids.push(connection.owner);
     run.phase = 'peer';
-    const { rule, peer, exe } = checkPeer(connection);
+    const { rule, peer, exe, description } = checkPeer(connection);
     run.known.pids.push(peer.pid);
     run.known.ids.push(peer.uid, peer.gid);
     if (exe !== undefined) run.known.paths.push(exe);
     log.write(
       'info',
       'connected',
-      `connected to ${connection.path}, allowed by rule "${rule.name}": peer pid ${peer.pid}, uid ${peer.uid}, gid ${peer.gid}, executable ${exe ?? 'unknown'}`,
+      `connected to ${connection.path}, allowed by rule "${rule.name}": peer ${description}, executable ${exe ?? 'unknown'}`,
       { socket: connection.path, rule: rule.name, peerPid: peer.pid, peerUid: peer.uid, peerGid: peer.gid, peerExe: exe },
     );
     run.phase = 'capabilities';
@@ -144,7 +146,13 @@ async function serveAndLog(invocation: Extract<Invocation, { action: 'serve' }>)
   // Since the process started, Node's own start-up included.
   const durationMs = Math.round(process.uptime() * 1e6) / 1e3;
   const ended = reason === 'done' ? 'passt closed the connection' : `${reason} (exit ${exitCode})`;
-  const dropped = log.dropped > 0 ? `; ${log.dropped} log line(s) dropped` : '';
+  // A log lost while serving is reported by the exit status: no line can say it.
+  const lost = log.lost;
+  if (lost !== undefined && exitCode === ExitCode.Done) {
+    exitCode = ExitCode.Failure;
+    reason = 'error';
+  }
+  const dropped = `${log.dropped > 0 ? `; ${log.dropped} log line(s) dropped` : ''}${lost === undefined ? '' : `; audit log lost: ${lost}`}`;
   log.write(reason === 'done' ? 'info' : 'error', 'end', `end: ${ended}; ${run.requests} request(s), ${run.sockets} socket(s) in ${durationMs} ms${dropped}`, {
     reason,
     exitCode,

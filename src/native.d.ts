@@ -74,7 +74,8 @@ export interface Native {
    * Applies `change` to every thread of the process (a real-time signal to
    * each thread in /proc/self/task, until none is left unreached), sets
    * NO_NEW_PRIVS on each and makes the process not dumpable. Throws if any
-   * thread fails or does not answer. Returns how many threads it reached.
+   * thread fails, cannot be signalled (SIGNAL_FAILED, with tgkill's errno
+   * and the thread's `tid`) or does not answer. Returns how many threads it reached.
    */
   applyCredentials(change: CredentialChange): number;
   /**
