@@ -50,15 +50,18 @@ static int close_inherited_descriptors(void) {
 
 // The least the helper runs with, measured with prlimit(1) on Node.js 24
 // (test/limits.test.ts). Below them the runtime fails in ways that name no
-// cause: a SIGSEGV at 14 to 16 open files, a module loader error at 18, a
-// V8 out-of-memory SIGTRAP with 1 GiB of address space or less.
-// Descriptors: the runtime and the helper hold about 20 before a request;
-// a request can carry 253 (SCM_MAX_FD), which must all fit or the kernel
-// drops some (MSG_CTRUNC, the request refused). 384 leaves room for a
-// newer runtime. Address space: a serving run with a full batch needs
-// between 1 and 1.25 GiB (V8 reserves its heap and code ranges up front);
-// 2 GiB leaves room.
-#define MINIMUM_OPEN_FILES 384
+// cause: a SIGSEGV at 14 to 16 open files, a module loader error at 18, an
+// EMFILE stack trace at 19 and 20, a V8 out-of-memory SIGTRAP with 1 GiB of
+// address space or less.
+// Descriptors: the runtime and the helper hold 20 before a request, 21 in
+// directory mode, a few more with telemetry; 32 leaves room. A request
+// carries up to 253 more (SCM_MAX_FD): with less room than that, the
+// kernel drops the excess (MSG_CTRUNC) and the helper refuses the request
+// naming RLIMIT_NOFILE, which is clear and changes nothing, so a limit
+// between 32 and about 280 is not refused here.
+// Address space: a serving run with a full batch needs between 1 and
+// 1.25 GiB (V8 reserves its heap and code ranges up front); 2 GiB leaves room.
+#define MINIMUM_OPEN_FILES 32
 #define MINIMUM_ADDRESS_SPACE (2UL << 30)
 
 // getrlimit(2): the soft limits the runtime will run under. One line naming
@@ -68,7 +71,7 @@ static int check_resource_limits(void) {
 	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < MINIMUM_OPEN_FILES) {
 		fprintf(stderr,
 		        "passt-repair: the open-file limit (RLIMIT_NOFILE, ulimit -n) is %llu; the helper needs at least %d "
-		        "(its runtime and a full batch of 253 sockets)\n",
+		        "to start (and about 280 for a request of 253 sockets)\n",
 		        (unsigned long long)limit.rlim_cur, MINIMUM_OPEN_FILES);
 		return -1;
 	}

@@ -38,10 +38,10 @@ function startLimited(limit: string, socketPath: string, stderr: number | 'pipe'
 }
 
 for (const [limit, line] of [
-  ['--nofile=14', 'the open-file limit (RLIMIT_NOFILE, ulimit -n) is 14; the helper needs at least 384 (its runtime and a full batch of 253 sockets)'],
-  ['--nofile=18', 'the open-file limit (RLIMIT_NOFILE, ulimit -n) is 18; the helper needs at least 384 (its runtime and a full batch of 253 sockets)'],
-  ['--nofile=20', 'the open-file limit (RLIMIT_NOFILE, ulimit -n) is 20; the helper needs at least 384 (its runtime and a full batch of 253 sockets)'],
-  ['--nofile=270', 'the open-file limit (RLIMIT_NOFILE, ulimit -n) is 270; the helper needs at least 384 (its runtime and a full batch of 253 sockets)'],
+  ['--nofile=14', 'the open-file limit (RLIMIT_NOFILE, ulimit -n) is 14; the helper needs at least 32 to start (and about 280 for a request of 253 sockets)'],
+  ['--nofile=18', 'the open-file limit (RLIMIT_NOFILE, ulimit -n) is 18; the helper needs at least 32 to start (and about 280 for a request of 253 sockets)'],
+  ['--nofile=20', 'the open-file limit (RLIMIT_NOFILE, ulimit -n) is 20; the helper needs at least 32 to start (and about 280 for a request of 253 sockets)'],
+  ['--nofile=31', 'the open-file limit (RLIMIT_NOFILE, ulimit -n) is 31; the helper needs at least 32 to start (and about 280 for a request of 253 sockets)'],
   ['--as=1073741824', 'the address-space limit (RLIMIT_AS, ulimit -v) is 1048576 KiB; the helper\'s runtime needs at least 2097152 KiB'],
   ['--as=536870912', 'the address-space limit (RLIMIT_AS, ulimit -v) is 524288 KiB; the helper\'s runtime needs at least 2097152 KiB'],
 ] as const) {
