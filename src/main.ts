@@ -145,13 +145,13 @@ async function serveAndLog(invocation: Extract<Invocation, { action: 'serve' }>)
   }
   // Since the process started, Node's own start-up included.
   const durationMs = Math.round(process.uptime() * 1e6) / 1e3;
-  const ended = reason === 'done' ? 'passt closed the connection' : `${reason} (exit ${exitCode})`;
   // A log lost while serving is reported by the exit status: no line can say it.
   const lost = log.lost;
   if (lost !== undefined && exitCode === ExitCode.Done) {
     exitCode = ExitCode.Failure;
     reason = 'error';
   }
+  const ended = reason === 'done' ? 'passt closed the connection' : `${reason} (exit ${exitCode})`;
   const dropped = `${log.dropped > 0 ? `; ${log.dropped} log line(s) dropped` : ''}${lost === undefined ? '' : `; audit log lost: ${lost}`}`;
   log.write(reason === 'done' ? 'info' : 'error', 'end', `end: ${ended}; ${run.requests} request(s), ${run.sockets} socket(s) in ${durationMs} ms${dropped}`, {
     reason,

@@ -66,6 +66,12 @@ function segmentMatches(segment: Segment, name: string, characters: readonly str
   }
 }
 
+/** A `**` may match zero segments: whoever reaches it also reaches the next one. */
+function skipEmptyAnySegments(segments: readonly Segment[], states: Uint8Array): Uint8Array {
+  for (let i = 0; i < segments.length; i++) if (states[i] === 1 && segments[i]!.kind === 'any-segments') states[i + 1] = 1;
+  return states;
+}
+
 export function compilePattern(pattern: string): PathMatcher {
   const segments = pattern.slice(1).split('/').map(compileSegment);
   const end = segments.length;
@@ -74,12 +80,7 @@ export function compilePattern(pattern: string): PathMatcher {
     // live[i]: the path read so far matches the pattern's first i segments.
     let live: Uint8Array = new Uint8Array(end + 1);
     live[0] = 1;
-    // A `**` may match zero segments: whoever reaches it also reaches the next one.
-    const close = (states: Uint8Array): Uint8Array => {
-      for (let i = 0; i < end; i++) if (states[i] === 1 && segments[i]!.kind === 'any-segments') states[i + 1] = 1;
-      return states;
-    };
-    close(live);
+    skipEmptyAnySegments(segments, live);
     for (const name of path.slice(1).split('/')) {
       const characters = Array.from(name);
       const next = new Uint8Array(end + 1);
@@ -92,7 +93,7 @@ export function compilePattern(pattern: string): PathMatcher {
         any = true;
       }
       if (!any) return false;
-      live = close(next);
+      live = skipEmptyAnySegments(segments, next);
     }
     return live[end] === 1;
   };
