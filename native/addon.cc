@@ -10,6 +10,7 @@ Napi::Value ApplyCredentials(const Napi::CallbackInfo &info);
 Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info);
 Napi::Value SetNonBlocking(const Napi::CallbackInfo &info);
 Napi::Value MakePipe(const Napi::CallbackInfo &info);
+Napi::Value WaitWritable(const Napi::CallbackInfo &info);
 }  // namespace passt_repair
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -20,6 +21,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("installSeccompFilter", Napi::Function::New(env, passt_repair::InstallSeccompFilter));
   exports.Set("setNonBlocking", Napi::Function::New(env, passt_repair::SetNonBlocking));
   exports.Set("makePipe", Napi::Function::New(env, passt_repair::MakePipe));
+  exports.Set("waitWritable", Napi::Function::New(env, passt_repair::WaitWritable));
   return exports;
 }
 

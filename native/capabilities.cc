@@ -245,17 +245,27 @@ Napi::Value ApplyCredentials(const Napi::CallbackInfo &info) {
   const pid_t self = getpid();
   std::vector<pid_t> signalled;
   pid_t unresponsive = 0;
+  // A thread that could not be signalled in the last pass, and why: the
+  // read-back would catch it too, but only the errno says what to fix.
+  pid_t unsignalled = 0;
+  int unsignalled_errno = 0;
   for (;;) {
     int reached_now = 0;
+    unsignalled = 0;
     for (pid_t tid : ListThreads()) {
       if (HasAcknowledged(tid)) continue;
       bool already = false;
       for (pid_t s : signalled) already = already || s == tid;
       if (already) continue;
-      // tgkill(2): this thread of this process, nothing else.
+      // tgkill(2): this thread of this process, nothing else. ESRCH: it has
+      // exited since it was listed. Anything else (EAGAIN: no room to queue
+      // a real-time signal, RLIMIT_SIGPENDING) leaves it unchanged.
       if (syscall(SYS_tgkill, self, tid, signal_number) == 0) {
         signalled.push_back(tid);
         reached_now++;
+      } else if (errno != ESRCH && unsignalled == 0) {
+        unsignalled = tid;
+        unsignalled_errno = errno;
       }
     }
     if (reached_now == 0) break;
@@ -278,6 +288,10 @@ Napi::Value ApplyCredentials(const Napi::CallbackInfo &info) {
   // Every signal sent was handled (or its thread is gone), so the default
   // action can come back.
   sigaction(signal_number, &previous, nullptr);
+  if (unsignalled != 0) {
+    ThrowFailure(env, "SIGNAL_FAILED", unsignalled_errno, {{"tid", unsignalled}, {"signal", signal_number}});
+    return env.Undefined();
+  }
   if (g_done_count.load() >= kMaxThreads) {
     ThrowFailure(env, "TOO_MANY_THREADS", 0, {{"threads", kMaxThreads}});
     return env.Undefined();

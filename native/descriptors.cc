@@ -3,6 +3,7 @@
 // must never stall passt's migration, so writes that would block fail with
 // EAGAIN instead and the line is dropped (src/log/writer.ts).
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -37,6 +38,23 @@ Napi::Value MakePipe(const Napi::CallbackInfo &info) {
   ends.Set("read", fds[0]);
   ends.Set("write", fds[1]);
   return ends;
+}
+
+// poll(POLLOUT): waits until `fd` has room. The answers of --help,
+// --version, --check-policy and --explain must arrive whole (src/output.ts)
+// even on a descriptor someone made non-blocking (Node's own stdout stream,
+// or standard error shared with the audit log's): waiting here rather than
+// retrying write() keeps a slow reader from costing a busy loop. No protocol
+// is running then, so waiting is harmless. Returns once writable, or on an
+// error or hang-up, which the next write() reports.
+Napi::Value WaitWritable(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  struct pollfd p = {info[0].As<Napi::Number>().Int32Value(), POLLOUT, 0};
+  int r;
+  do r = poll(&p, 1, -1);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) ThrowFailure(env, "POLL_FAILED", errno);
+  return env.Undefined();
 }
 
 }  // namespace passt_repair

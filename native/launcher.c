@@ -16,21 +16,92 @@
 // PATH, UV_USE_IO_URING=0 and the caller's JOURNAL_STREAM (for logging to the
 // journal under systemd) are passed on.
 //
+// And it closes every descriptor above standard error that its caller let
+// it inherit (close_inherited_descriptors below), refuses resource limits
+// too low for the runtime to start or for a full batch of passt's sockets
+// (check_resource_limits), and ignores SIGXFSZ (ignore_file_size_signal).
+//
 // Built beside the addon (binding.gyp); started by bin/passt-repair.
+#define _GNU_SOURCE
 #include <errno.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define JOURNAL_STREAM_PREFIX "JOURNAL_STREAM="
+
+// A caller's leaked descriptors (a file, an rtnetlink socket that CAP_NET_ADMIN
+// makes powerful) would stay open through every gate, usable by any code that
+// runs in the helper. The launcher has opened nothing itself, and the runtime
+// needs nothing above standard error, so everything from 3 up goes.
+// close_range(2) (Linux 5.9): one call, no /proc needed; the helper checks
+// again (src/sandbox/descriptors.ts) and refuses to run if it failed.
+static int close_inherited_descriptors(void) {
+	if (close_range(3, ~0U, 0) < 0) {
+		fprintf(stderr, "passt-repair: cannot close inherited descriptors (close_range): %s\n", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+// The least the helper runs with, measured with prlimit(1) on Node.js 24
+// (test/limits.test.ts). Below them the runtime fails in ways that name no
+// cause: a SIGSEGV at 14 to 16 open files, a module loader error at 18, an
+// EMFILE stack trace at 19 and 20, a V8 out-of-memory SIGTRAP with 1 GiB of
+// address space or less.
+// Descriptors: the runtime and the helper hold 20 before a request, 21 in
+// directory mode, a few more with telemetry; 32 leaves room. A request
+// carries up to 253 more (SCM_MAX_FD): with less room than that, the
+// kernel drops the excess (MSG_CTRUNC) and the helper refuses the request
+// naming RLIMIT_NOFILE, which is clear and changes nothing, so a limit
+// between 32 and about 280 is not refused here.
+// Address space: a serving run with a full batch needs between 1 and
+// 1.25 GiB (V8 reserves its heap and code ranges up front); 2 GiB leaves room.
+#define MINIMUM_OPEN_FILES 32
+#define MINIMUM_ADDRESS_SPACE (2UL << 30)
+
+// getrlimit(2): the soft limits the runtime will run under. One line naming
+// the limit, before anything is started, instead of a crash later.
+static int check_resource_limits(void) {
+	struct rlimit limit;
+	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < MINIMUM_OPEN_FILES) {
+		fprintf(stderr,
+		        "passt-repair: the open-file limit (RLIMIT_NOFILE, ulimit -n) is %llu; the helper needs at least %d "
+		        "to start (and about 280 for a request of 253 sockets)\n",
+		        (unsigned long long)limit.rlim_cur, MINIMUM_OPEN_FILES);
+		return -1;
+	}
+	if (getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < MINIMUM_ADDRESS_SPACE) {
+		fprintf(stderr,
+		        "passt-repair: the address-space limit (RLIMIT_AS, ulimit -v) is %llu KiB; the helper's runtime needs at least %lu KiB\n",
+		        (unsigned long long)limit.rlim_cur / 1024, MINIMUM_ADDRESS_SPACE / 1024);
+		return -1;
+	}
+	return 0;
+}
+
+// signal(2) SIGXFSZ to SIG_IGN, which execve(2) keeps: a write past the
+// file-size limit (RLIMIT_FSIZE), to an audit log redirected to a file,
+// then fails with EFBIG, which the helper reports, instead of killing it
+// with a core dump between two of passt's requests.
+static int ignore_file_size_signal(void) {
+	if (signal(SIGXFSZ, SIG_IGN) == SIG_ERR) {
+		fprintf(stderr, "passt-repair: cannot ignore SIGXFSZ: %s\n", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
 
 int main(int argc, char **argv) {
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s PROGRAM [ARGUMENT...]\n", argv[0]);
 		return 2;
 	}
+	if (close_inherited_descriptors() < 0 || check_resource_limits() < 0 || ignore_file_size_signal() < 0) return 1;
 	// A filter that allows everything but io_uring_setup(2). libseccomp sets
 	// PR_SET_NO_NEW_PRIVS first (needed without CAP_SYS_ADMIN); the helper
 	// sets it anyway, and it takes nothing from a program without file

@@ -22,7 +22,7 @@ export class HelperError extends Error {
 }
 
 /** Where in a run something happened: the audit log's and the reports' "phase". */
-export type Phase = 'policy' | 'connect' | 'capabilities' | 'peer' | 'seccomp' | 'serve' | 'internal';
+export type Phase = 'descriptors' | 'policy' | 'connect' | 'capabilities' | 'peer' | 'seccomp' | 'serve' | 'internal';
 
 /**
  * What refused: gate 1 (the path policy), gate 4 (the peer's credentials), or

@@ -4,10 +4,12 @@ import { USAGE, parseArguments, type Invocation } from './cli';
 import { connectToPasst } from './connect';
 import { ExitCode, GATE_NUMBERS, HelperError, Refusal, UsageError, type Phase } from './errors';
 import { AuditLog, type Fields } from './log';
+import { writeAnswer } from './output';
 import { loadPolicy } from './policy';
 import { checkPeer } from './policy/peer';
 import { serve } from './protocol';
 import { dropToNetAdmin, dropToReachSocket } from './sandbox/capabilities';
+import { assertNoInheritedDescriptors } from './sandbox/descriptors';
 import { installSeccompFilter, loadAllowlist } from './sandbox/seccomp';
 import type { FailureReport, Reporter } from './telemetry/report';
 
@@ -52,18 +54,23 @@ function logStart(invocation: Extract<Invocation, { action: 'serve' }>, run: Run
 }
 
 /**
- * Connects to passt and serves it. The gates, in this order, before anything
- * passt sends is read:
+ * Connects to passt and serves it. First, no descriptor the caller leaked is
+ * open (src/sandbox/descriptors.ts). Then the gates, in this order, before
+ * anything passt sends is read:
  * 1. the path policy (load the policy; the path is checked while connecting),
  * 2. capabilities (dropped to what reaching the socket needs, then to CAP_NET_ADMIN),
  * 4. the peer's credentials (SO_PEERCRED right after connect),
  * 3. seccomp (the last step before the protocol loop).
  */
 async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, run: Run): Promise<void> {
+  run.phase = 'descriptors';
+  assertNoInheritedDescriptors();
   run.phase = 'policy';
   const policy = loadPolicy(invocation.policyFile);
   log.format = invocation.logFormat ?? policy.log.format;
   logStart(invocation, run);
+  // An audited run with no audit log is not one: nothing is connected.
+  if (log.lost !== undefined) throw new HelperError(`cannot write the audit log to standard error (${log.lost}): refusing to serve without it`);
   run.known.paths.push(invocation.path, policy.file);
   if (policy.sandbox.seccomp === 'log')
     log.write('warning', 'warning', 'WARNING: seccomp is in LOG mode (policy "sandbox": {"seccomp": "log"}): forbidden system calls are only logged, not stopped. Never use this in production.');
@@ -83,14 +90,14 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
     run.known.paths.push(connection.path);
     run.known.ids.push(connection.owner);
     run.phase = 'peer';
-    const { rule, peer, exe } = checkPeer(connection);
+    const { rule, peer, exe, description } = checkPeer(connection);
     run.known.pids.push(peer.pid);
     run.known.ids.push(peer.uid, peer.gid);
     if (exe !== undefined) run.known.paths.push(exe);
     log.write(
       'info',
       'connected',
-      `connected to ${connection.path}, allowed by rule "${rule.name}": peer pid ${peer.pid}, uid ${peer.uid}, gid ${peer.gid}, executable ${exe ?? 'unknown'}`,
+      `connected to ${connection.path}, allowed by rule "${rule.name}": peer ${description}, executable ${exe ?? 'unknown'}`,
       { socket: connection.path, rule: rule.name, peerPid: peer.pid, peerUid: peer.uid, peerGid: peer.gid, peerExe: exe },
     );
     run.phase = 'capabilities';
@@ -136,7 +143,7 @@ function logFailure(error: unknown, run: Run): ExitCode {
 }
 
 async function serveAndLog(invocation: Extract<Invocation, { action: 'serve' }>): Promise<ExitCode> {
-  const run: Run = { phase: 'policy', started: false, requests: 0, sockets: 0, reporter: undefined, known: { paths: [], ids: [], pids: [process.pid] } };
+  const run: Run = { phase: 'descriptors', started: false, requests: 0, sockets: 0, reporter: undefined, known: { paths: [], ids: [], pids: [process.pid] } };
   let exitCode: ExitCode = ExitCode.Done;
   let reason = 'done';
   try {
@@ -148,8 +155,14 @@ async function serveAndLog(invocation: Extract<Invocation, { action: 'serve' }>)
   }
   // Since the process started, Node's own start-up included.
   const durationMs = Math.round(process.uptime() * 1e6) / 1e3;
+  // A log lost while serving is reported by the exit status: no line can say it.
+  const lost = log.lost;
+  if (lost !== undefined && exitCode === ExitCode.Done) {
+    exitCode = ExitCode.Failure;
+    reason = 'error';
+  }
   const ended = reason === 'done' ? 'passt closed the connection' : `${reason} (exit ${exitCode})`;
-  const dropped = log.dropped > 0 ? `; ${log.dropped} log line(s) dropped` : '';
+  const dropped = `${log.dropped > 0 ? `; ${log.dropped} log line(s) dropped` : ''}${lost === undefined ? '' : `; audit log lost: ${lost}`}`;
   log.write(reason === 'done' ? 'info' : 'error', 'end', `end: ${ended}; ${run.requests} request(s), ${run.sockets} socket(s) in ${durationMs} ms${dropped}`, {
     reason,
     exitCode,
@@ -166,10 +179,10 @@ async function main(invocation: Invocation): Promise<ExitCode> {
   if (invocation.logFormat !== undefined) log.format = invocation.logFormat;
   switch (invocation.action) {
     case 'help':
-      fs.writeSync(process.stdout.fd, USAGE);
+      writeAnswer(USAGE);
       return ExitCode.Done;
     case 'version':
-      fs.writeSync(process.stdout.fd, `passt-repair ${version()}\n`);
+      writeAnswer(`passt-repair ${version()}\n`);
       return ExitCode.Done;
     case 'check-policy':
       try {
@@ -179,12 +192,12 @@ async function main(invocation: Invocation): Promise<ExitCode> {
         logError('error', error.message, { phase: 'policy', reason: error.message });
         return ExitCode.Failure;
       }
-      fs.writeSync(process.stdout.fd, `${invocation.policyFile}: valid\n`);
+      writeAnswer(`${invocation.policyFile}: valid\n`);
       return ExitCode.Done;
     case 'explain': {
       const { explainPath } = require('./policy/explain') as typeof import('./policy/explain');
       const explanation = explainPath(loadPolicy(invocation.policyFile), invocation.path);
-      fs.writeSync(process.stdout.fd, explanation.text);
+      writeAnswer(explanation.text);
       return explanation.allowed ? ExitCode.Done : ExitCode.Failure;
     }
     case 'serve':

@@ -74,7 +74,8 @@ export interface Native {
    * Applies `change` to every thread of the process (a real-time signal to
    * each thread in /proc/self/task, until none is left unreached), sets
    * NO_NEW_PRIVS on each and makes the process not dumpable. Throws if any
-   * thread fails or does not answer. Returns how many threads it reached.
+   * thread fails, cannot be signalled (SIGNAL_FAILED, with tgkill's errno
+   * and the thread's `tid`) or does not answer. Returns how many threads it reached.
    */
   applyCredentials(change: CredentialChange): number;
   /**
@@ -94,4 +95,6 @@ export interface Native {
   setNonBlocking(fd: number): boolean;
   /** pipe2(O_CLOEXEC): a new pipe's two ends. */
   makePipe(): { read: number; write: number };
+  /** poll(POLLOUT) without a timeout: returns once `fd` has room, or has an error or hang-up for the next write to report. */
+  waitWritable(fd: number): void;
 }

@@ -8,6 +8,7 @@
 // counted (writer.ts); the last line reports how many.
 import * as fs from 'node:fs';
 import { native } from '../addon';
+import { systemMessage } from '../errors';
 import type { LogFormat } from '../policy';
 import { NonBlockingWriter } from './writer';
 
@@ -61,6 +62,18 @@ export class AuditLog {
   /** Lines dropped so far because standard error had no room. */
   get dropped(): number {
     return this.#writer.dropped;
+  }
+
+  /**
+   * Why the audit log is lost, if it is: writing to standard error failed
+   * with an error (the reader is gone, RLIMIT_FSIZE reached: EFBIG, as
+   * SIGXFSZ is ignored), and no line since got through.
+   */
+  get lost(): string | undefined {
+    const failure = this.#writer.failure;
+    if (failure === undefined) return undefined;
+    const reason = systemMessage(failure.errno === undefined ? undefined : Math.abs(failure.errno));
+    return failure.code === 'EFBIG' ? `${reason}: the file-size limit (RLIMIT_FSIZE, ulimit -f) is reached` : reason;
   }
 
   write(level: Level, event: LogEvent, message: string, fields: Fields = {}): void {

@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 export class NonBlockingWriter {
   #pending: Buffer = Buffer.alloc(0);
   #dropped = 0;
-  #broken = false;
+  /** Why writing failed for good (not for want of room): the reader is gone, a file-size limit, ... */
+  #failure: NodeJS.ErrnoException | undefined;
 
   constructor(readonly fd: number) {}
 
@@ -17,9 +18,14 @@ export class NonBlockingWriter {
     return this.#dropped;
   }
 
+  /** The error that ended all writing, if one did: every line since has been dropped. */
+  get failure(): NodeJS.ErrnoException | undefined {
+    return this.#failure;
+  }
+
   /** Writes `line` (which ends in a newline) now, or drops it. Returns false when dropped. */
   write(line: string): boolean {
-    if (this.#broken || !this.#flushPending()) {
+    if (this.#failure !== undefined || !this.#flushPending()) {
       this.#dropped++;
       return false;
     }
@@ -50,7 +56,7 @@ export class NonBlockingWriter {
       return fs.writeSync(this.fd, bytes);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK' && code !== 'EINTR') this.#broken = true;
+      if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK' && code !== 'EINTR') this.#failure = error as NodeJS.ErrnoException;
       return undefined;
     }
   }

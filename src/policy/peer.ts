@@ -47,6 +47,8 @@ export interface AllowedPeer {
   peer: PeerCredentials;
   /** Its executable, when it could be read and the process still runs. */
   exe: string | undefined;
+  /** How the audit log names it: pid (and whether that process has exited since it listened), uid, gid. */
+  description: string;
 }
 
 /** Returns the rule that allows the peer on `connection`, or throws a refusal (gate 4, exit 1) naming the peer. */
@@ -64,7 +66,7 @@ export function checkPeer(connection: ConnectedSocket): AllowedPeer {
   const refusals: string[] = [];
   for (const rule of connection.rules) {
     const refusal = peerRefusal(rule, peer, connection.owner);
-    if (refusal === undefined) return { rule, peer, exe: livePid === -1 ? undefined : exe };
+    if (refusal === undefined) return { rule, peer, exe: livePid === -1 ? undefined : exe, description: describePeer(peer, livePid) };
     refusals.push(`rule "${rule.name}": ${refusal}`);
   }
   throw new Refusal('peer', `peer refused on ${connection.path}: ${describePeer(peer, livePid)}; ${refusals.join('; ')}`);

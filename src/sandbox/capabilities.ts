@@ -15,6 +15,9 @@ import { type Account, lookUpAccount } from './account';
 import type { SandboxSettings } from './settings';
 
 // linux/capability.h
+/** tgkill(2)'s errno when no real-time signal can be queued. */
+const EAGAIN = 11;
+
 const CAP_DAC_OVERRIDE = 1;
 const CAP_DAC_READ_SEARCH = 2;
 const CAP_SETGID = 6;
@@ -106,6 +109,10 @@ function apply(change: CredentialChange): void {
     if (!isNativeFailure(error)) throw error;
     if (error.code === 'THREAD_UNRESPONSIVE')
       throw new HelperError(`thread ${error.tid as number} did not answer signal ${error.signal as number}: cannot drop its privileges`);
+    if (error.code === 'SIGNAL_FAILED')
+      throw new HelperError(
+        `cannot signal thread ${error.tid as number} to drop its privileges: ${systemMessage(error.errno)}${error.errno === EAGAIN ? ' (no room to queue a signal: the pending-signal limit, RLIMIT_SIGPENDING, ulimit -i, is reached)' : ''}`,
+      );
     if (error.code === 'CREDENTIALS_FAILED')
       throw new HelperError(`cannot drop privileges: ${error.step as string} failed: ${systemMessage(error.errno)}`);
     throw new HelperError(`cannot drop privileges (${error.code}): ${systemMessage(error.errno)}`);

@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <linux/netlink.h>
 #include <linux/sockios.h>
 #include <time.h>
 #include <unistd.h>
@@ -225,6 +226,7 @@ Napi::Value OtherSocket(const Napi::CallbackInfo &info) {
   else if (kind == "unix") fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   else if (kind == "raw-tcp") fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_TCP);
   else if (kind == "mptcp") fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 262 /* IPPROTO_MPTCP */);
+  else if (kind == "rtnetlink") fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   else return Fail(info.Env(), "unknown kind " + kind, EINVAL);
   if (fd < 0) return Fail(info.Env(), "socket " + kind, errno);
   return Napi::Number::New(info.Env(), fd);
