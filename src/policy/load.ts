@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ExitCode, HelperError } from '../errors';
+import { ruleLimits, type LimitsDocument, type RuleLimits } from '../limits';
 import { JsonSyntaxError, parseJson, type Position } from './json';
 import { compilePattern } from './pattern';
 import { validatePolicySchema } from './validate.generated';
@@ -29,6 +30,8 @@ export interface Rule {
   sockets: readonly Pattern[];
   directories: readonly Pattern[];
   peer: PeerRule;
+  /** What a session served under this rule may do (src/limits.ts). */
+  limits: RuleLimits;
 }
 
 export type LogFormat = 'text' | 'json';
@@ -64,7 +67,7 @@ interface PolicyDocument {
   sandbox?: { user?: string; seccomp?: 'kill' | 'log' };
   log?: { format?: LogFormat };
   telemetry?: { sentry?: { dsn: string; environment?: string; include?: SentryInclude[] } };
-  rules: { name: string; sockets: string[]; directories?: string[]; peer: { sameOwner?: boolean; uids?: number[]; gids?: number[] } }[];
+  rules: { name: string; sockets: string[]; directories?: string[]; peer: { sameOwner?: boolean; uids?: number[]; gids?: number[] }; limits?: LimitsDocument }[];
 }
 
 interface SchemaError {
@@ -201,6 +204,7 @@ export function parsePolicy(file: string, text: string): Policy {
       sockets: rule.sockets.map(pattern),
       directories: (rule.directories ?? []).map(pattern),
       peer: { sameOwner: rule.peer.sameOwner ?? true, uids: rule.peer.uids, gids: rule.peer.gids },
+      limits: ruleLimits(rule.limits),
     })),
   };
 }
