@@ -17,6 +17,10 @@ function monotonicMs(): number {
   return process.uptime() * 1e3;
 }
 
+function sessionEnded(limits: RuleLimits): Refusal {
+  return new Refusal('request', `session ended: the rule's "sessionTimeout" of ${limits.sessionTimeout} s has passed since connecting`);
+}
+
 /**
  * Serves requests on `sock` until passt closes it. Each request is applied
  * to all of its sockets or to none and confirmed before the next is read
@@ -41,7 +45,10 @@ export function serve(sock: number, limits: RuleLimits, connectedMs: number, sum
     for (;;) {
       // The wait for the next request ends at the idle timeout or the
       // session's deadline, whichever comes first; -1: no limit.
-      const waitMs = timed ? Math.max(0, Math.min(idleMs, sessionDeadline - monotonicMs())) : -1;
+      const now = timed ? monotonicMs() : 0;
+      // Checked here too: a request already queued is read without a wait.
+      if (now >= sessionDeadline) throw sessionEnded(limits);
+      const waitMs = timed ? Math.min(idleMs, sessionDeadline - now) : -1;
       let handled;
       try {
         handled = native.handleMessage(sock, waitMs, allowedCommands, limits.maxSocketsPerRequest, socketsLeft);
@@ -53,8 +60,7 @@ export function serve(sock: number, limits: RuleLimits, connectedMs: number, sum
       if (handled === null) return;
       if (handled === 'signal') throw new Stopped(native.pendingSignal());
       if (handled === 'timeout') {
-        if (monotonicMs() >= sessionDeadline)
-          throw new Refusal('request', `session ended: the rule's "sessionTimeout" of ${limits.sessionTimeout} s has passed since connecting`);
+        if (monotonicMs() >= sessionDeadline) throw sessionEnded(limits);
         throw new Refusal('request', `session ended: no request for ${limits.idleTimeout} s (the rule's "idleTimeout")`);
       }
       socketsLeft -= handled.sockets;
