@@ -10,15 +10,17 @@ export const enum ExitCode {
   Failure = 1,
   /** The command line itself was wrong. */
   Usage = 2,
-  /** Plus the signal's number: ended by SIGHUP (129), SIGINT (130) or SIGTERM (143), cleanly. */
-  Signal = 128,
 }
+
+/** Plus the signal's number: stopped cleanly by SIGHUP (129), SIGINT (130) or SIGTERM (143). */
+export const SIGNAL_EXIT_BASE = 128;
 
 /** A failure the helper reports with one line and an exit code. */
 export class HelperError extends Error {
   constructor(
     message: string,
-    readonly exitCode: ExitCode = ExitCode.Failure,
+    /** An ExitCode, or SIGNAL_EXIT_BASE + N (Stopped). */
+    readonly exitCode: number = ExitCode.Failure,
   ) {
     super(message);
   }
@@ -47,14 +49,14 @@ export class Refusal extends HelperError {
 }
 
 /** The signals the helper catches (native/signals.cc), by number. */
-const SIGNAL_NAMES: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 15: 'SIGTERM' };
+export const SIGNAL_NAMES: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 15: 'SIGTERM' };
 
 /** SIGTERM, SIGINT or SIGHUP ended the run where it could stop cleanly: exit 128 + N. */
 export class Stopped extends HelperError {
   readonly signal: string;
   constructor(signalNumber: number) {
     const signal = SIGNAL_NAMES[signalNumber] ?? `signal ${signalNumber}`;
-    super(`stopped by ${signal}`, ExitCode.Signal + signalNumber);
+    super(`stopped by ${signal}`, SIGNAL_EXIT_BASE + signalNumber);
     this.signal = signal;
   }
 }

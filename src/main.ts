@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { USAGE, parseArguments, type Invocation } from './cli';
 import { connectToPasst } from './connect';
 import { native } from './addon';
-import { ExitCode, GATE_NUMBERS, HelperError, Refusal, Stopped, UsageError, type Phase } from './errors';
+import { ExitCode, GATE_NUMBERS, HelperError, Refusal, SIGNAL_EXIT_BASE, Stopped, UsageError, type Phase } from './errors';
 import { describeLimits } from './limits';
 import { AuditLog } from './log';
 import { loadPolicy } from './policy';
@@ -219,7 +219,7 @@ new Promise<Invocation>((resolve) => resolve(parseArguments(process.argv.slice(2
     (code) => {
       // Stopped by a signal while waiting for passt's socket, the wait's
       // watch and timers are still pending: end now, the end line written.
-      if (code > ExitCode.Signal) process.exit(code);
+      if (code > SIGNAL_EXIT_BASE) process.exit(code);
       process.exitCode = code;
     },
     (error: unknown) => {
