@@ -7,7 +7,6 @@ Napi::Value ConnectToSocketFile(const Napi::CallbackInfo &info);
 Napi::Value HandleMessage(const Napi::CallbackInfo &info);
 Napi::Value SendFailure(const Napi::CallbackInfo &info);
 Napi::Value CatchSignals(const Napi::CallbackInfo &info);
-Napi::Value WatchSignals(const Napi::CallbackInfo &info);
 Napi::Value PendingSignalValue(const Napi::CallbackInfo &info);
 Napi::Value PeerCredentials(const Napi::CallbackInfo &info);
 Napi::Value ApplyCredentials(const Napi::CallbackInfo &info);
@@ -21,7 +20,6 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("handleMessage", Napi::Function::New(env, passt_repair::HandleMessage));
   exports.Set("sendFailure", Napi::Function::New(env, passt_repair::SendFailure));
   exports.Set("catchSignals", Napi::Function::New(env, passt_repair::CatchSignals));
-  exports.Set("watchSignals", Napi::Function::New(env, passt_repair::WatchSignals));
   exports.Set("pendingSignal", Napi::Function::New(env, passt_repair::PendingSignalValue));
   exports.Set("peerCredentials", Napi::Function::New(env, passt_repair::PeerCredentials));
   exports.Set("applyCredentials", Napi::Function::New(env, passt_repair::ApplyCredentials));

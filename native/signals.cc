@@ -8,7 +8,11 @@
 // they only record the signal and write one byte to a self-pipe, which is
 // async-signal-safe, so a signal delivered to ANY thread of the process
 // (the kernel picks one that does not block it) wakes the protocol loop's
-// ppoll(2) and the event loop alike.
+// ppoll(2). They then call the handler they replaced: the event loop's
+// (libuv's, installed just before by src/signals.ts's process.on
+// listeners), which writes to libuv's own self-pipe and so ends a wait on
+// the event loop. That order is src/signals.ts's to keep: Node.js's
+// built-in handlers, which re-raise, must never be the ones replaced.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -26,6 +30,8 @@ constexpr int kCaught[] = {SIGTERM, SIGINT, SIGHUP};
 volatile sig_atomic_t pending = 0;
 int wake_read = -1;
 int wake_write = -1;
+// The handlers replaced, by position in kCaught.
+struct sigaction replaced[sizeof(kCaught) / sizeof(kCaught[0])];
 
 void Record(int signal) {
   const int saved = errno;  // the interrupted code may be about to read it
@@ -36,6 +42,14 @@ void Record(int signal) {
   ssize_t ignored = write(wake_write, &byte, 1);
   (void)ignored;
   errno = saved;
+  for (size_t i = 0; i < sizeof(kCaught) / sizeof(kCaught[0]); i++) {
+    // libuv registers a plain handler (no SA_SIGINFO); anything else is
+    // not chained.
+    if (kCaught[i] != signal || (replaced[i].sa_flags & SA_SIGINFO) ||
+        replaced[i].sa_handler == SIG_DFL || replaced[i].sa_handler == SIG_IGN)
+      continue;
+    replaced[i].sa_handler(signal);
+  }
 }
 
 }  // namespace
@@ -43,7 +57,8 @@ void Record(int signal) {
 int PendingSignal() { return pending; }
 int SignalWakeFd() { return wake_read; }
 
-// catchSignals(): installs the handlers, once.
+// catchSignals(): installs the handlers, once (the first call's replaced
+// handlers are the ones chained).
 Napi::Value CatchSignals(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (wake_read >= 0) return env.Undefined();
@@ -64,27 +79,14 @@ Napi::Value CatchSignals(const Napi::CallbackInfo &info) {
   // SA_RESTART: the runtime's own threads see no EINTR from a signal that
   // only asks the helper to stop; ppoll(2) returns EINTR regardless.
   action.sa_flags = SA_RESTART;
-  for (int signal : kCaught) {
+  for (size_t i = 0; i < sizeof(kCaught) / sizeof(kCaught[0]); i++) {
     // sigaction(2): cannot fail for these signals with a valid handler.
-    if (sigaction(signal, &action, nullptr) < 0) {
-      ThrowFailure(env, "SIGACTION_FAILED", errno, {{"signal", signal}});
+    if (sigaction(kCaught[i], &action, &replaced[i]) < 0) {
+      ThrowFailure(env, "SIGACTION_FAILED", errno, {{"signal", kCaught[i]}});
       return env.Undefined();
     }
   }
   return env.Undefined();
-}
-
-// watchSignals(): a new descriptor, readable once a signal is recorded, for
-// the event loop: fcntl(F_DUPFD_CLOEXEC) of the self-pipe's read end, so
-// that the event loop closing its copy leaves the protocol loop's.
-Napi::Value WatchSignals(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  const int watched = wake_read < 0 ? -1 : fcntl(wake_read, F_DUPFD_CLOEXEC, 0);
-  if (watched < 0) {
-    ThrowFailure(env, "DUP_FAILED", wake_read < 0 ? EBADF : errno);
-    return env.Undefined();
-  }
-  return Napi::Number::New(env, watched);
 }
 
 // pendingSignal(): the signal recorded, or 0.

@@ -78,14 +78,11 @@ export interface Native {
   sendFailure(sock: number): boolean;
   /**
    * Replaces the handlers of SIGTERM, SIGINT and SIGHUP (once) with ones that
-   * only record the first signal and wake the protocol loop.
+   * only record the first signal, wake the protocol loop, and then call the
+   * handler replaced: it must be the event loop's (process.on listeners
+   * registered first), never Node.js's built-in one (src/signals.ts).
    */
   catchSignals(): void;
-  /**
-   * A new descriptor that becomes readable once a signal is recorded, for
-   * the event loop to watch (the caller closes it). After catchSignals().
-   */
-  watchSignals(): number;
   /** The signal recorded (SIGTERM, SIGINT or SIGHUP), or 0. */
   pendingSignal(): number;
   /**

@@ -6,12 +6,25 @@
 // - between two synchronous gates: checkSignals();
 // - while serving: the protocol loop, between requests (src/protocol.ts).
 // Each ends in a Stopped error: the end line names the signal, exit 128 + N.
-import * as net from 'node:net';
 import { native } from './addon';
 import { Stopped } from './errors';
 
-/** Takes the three signals over from Node.js's handlers (which would end the helper with SIGSYS under gate 3). */
+const CAUGHT = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
+/** Ends the current untilSignalled() wait, if one is running. */
+let endWait: ((stopped: Stopped) => void) | undefined;
+
+/**
+ * Takes the three signals over from Node.js's handlers (which re-raise the
+ * signal with tgkill: SIGSYS under gate 3). First the event loop's handlers
+ * (libuv's: process.on), whose listeners end a wait; then the native ones,
+ * which replace them, record the signal for the synchronous phases and call
+ * them in turn. The listeners stay for the whole run: removing one would put
+ * the default action back over the native handler. They keep nothing alive
+ * (Node.js unrefs signal handles).
+ */
 export function catchSignals(): void {
+  for (const name of CAUGHT) process.on(name, () => endWait?.(new Stopped(native.pendingSignal())));
   native.catchSignals();
 }
 
@@ -21,19 +34,12 @@ export function checkSignals(): void {
   if (signal !== 0) throw new Stopped(signal);
 }
 
-/**
- * Settles as `work` does, or rejects with Stopped as soon as a signal is
- * recorded, whichever comes first. The event loop watches the self-pipe
- * (its own copy of the read end, closed when the race is over), so the
- * wait ends however the signal arrived.
- */
+/** Settles as `work` does, or rejects with Stopped as soon as a signal arrives, whichever comes first. */
 export async function untilSignalled<T>(work: Promise<T>): Promise<T> {
   checkSignals();
-  const watched = new net.Socket({ fd: native.watchSignals(), readable: true, writable: false });
   try {
-    const signalled = new Promise<never>((_resolve, reject) => watched.once('data', () => reject(new Stopped(native.pendingSignal()))));
-    return await Promise.race([work, signalled]);
+    return await Promise.race([work, new Promise<never>((_resolve, reject) => (endWait = reject))]);
   } finally {
-    watched.destroy();
+    endWait = undefined;
   }
 }
