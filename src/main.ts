@@ -120,13 +120,19 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
   }
 }
 
-/** An error that is a bug in the helper, in one line with its stack trace. */
-function internalError(error: unknown): string {
-  return `internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`;
+/** An error that is a bug in the helper: the log's line (with the stack trace), the report's message, and what it was. */
+function internalError(error: unknown): { reason: string; message: string; type: string; stack: string } {
+  const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  return {
+    reason: `internal error: ${stack}`,
+    message: `internal error: ${error instanceof Error ? error.message : String(error)}`,
+    type: error instanceof Error ? error.name : typeof error,
+    stack,
+  };
 }
 
 /** Logs why a serving run failed, reports it when telemetry is on, and gives its exit code. */
-function logFailure(error: unknown, run: Run): ExitCode {
+function logFailure(error: unknown, run: Run): number {
   const failure: FailureReport = { level: 'error', phase: run.phase, message: '', exitCode: ExitCode.Failure, known: run.known };
   if (error instanceof Stopped) {
     // Not a failure: told to stop, and stopped cleanly. The end line says so.
@@ -142,19 +148,17 @@ function logFailure(error: unknown, run: Run): ExitCode {
     log.write('error', 'error', error.message, { phase: run.phase, reason: error.message });
     Object.assign(failure, { message: error.message, exitCode: error.exitCode });
   } else {
-    const reason = internalError(error);
+    const { reason, message, type, stack } = internalError(error);
     log.write('error', 'error', reason, { phase: run.phase, reason });
-    const type = error instanceof Error ? error.name : typeof error;
-    const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
-    Object.assign(failure, { level: 'fatal', message: `internal error: ${error instanceof Error ? error.message : String(error)}`, error: { type, stack } });
+    Object.assign(failure, { level: 'fatal', message, error: { type, stack } });
   }
   run.reporter?.report(failure);
   return failure.exitCode;
 }
 
-async function serveAndLog(invocation: Extract<Invocation, { action: 'serve' }>): Promise<ExitCode> {
+async function serveAndLog(invocation: Extract<Invocation, { action: 'serve' }>): Promise<number> {
   const run: Run = { phase: 'policy', started: false, requests: 0, sockets: 0, reporter: undefined, known: { paths: [], ids: [], pids: [process.pid] } };
-  let exitCode: ExitCode = ExitCode.Done;
+  let exitCode: number = ExitCode.Done;
   let reason = 'done';
   let signal: string | undefined;
   catchSignals();
@@ -183,7 +187,8 @@ async function serveAndLog(invocation: Extract<Invocation, { action: 'serve' }>)
   return exitCode;
 }
 
-async function main(invocation: Invocation): Promise<ExitCode> {
+/** The exit code: an ExitCode, or SIGNAL_EXIT_BASE + N when stopped by signal N. */
+async function main(invocation: Invocation): Promise<number> {
   if (invocation.logFormat !== undefined) log.format = invocation.logFormat;
   switch (invocation.action) {
     case 'help':
@@ -230,7 +235,7 @@ new Promise<Invocation>((resolve) => resolve(parseArguments(process.argv.slice(2
         } else log.write('error', 'error', error.message, { phase: 'policy', reason: error.message });
         process.exitCode = error.exitCode;
       } else {
-        const reason = internalError(error);
+        const { reason } = internalError(error);
         log.write('error', 'error', reason, { phase: 'internal', reason });
         process.exitCode = ExitCode.Failure;
       }

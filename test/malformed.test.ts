@@ -149,6 +149,29 @@ t.test('a listening TCP socket: the kernel refuses it, and the sockets already s
   await new Promise((resolve) => server.close(resolve));
 });
 
+t.test('passt\'s repair_flush() hazard: a failed batch right after a confirmed one with the same command reads as a failure', async (t) => {
+  // passt compares the byte it reads with the command it sent and does not
+  // treat EOF as an error: after a bare close it would compare the previous
+  // reply (1) with this command (1) and call the failed batch a success.
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const listening = (server as unknown as { _handle: { fd: number } })._handle.fd;
+  const session = await startSession();
+  const fds = loopback.fds.slice(30, 33);
+  const before = repairStates(fds);
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), fds.slice(0, 1));
+  t.equal(await awaitReply(session.sock), TCP_REPAIR_ON, 'the first TCP_REPAIR_ON is confirmed');
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), [...fds.slice(1), listening]);
+  const reply = await awaitReply(session.sock);
+  t.equal(reply, FAILURE_BYTE, 'the second gets the failure byte');
+  t.not(reply, TCP_REPAIR_ON, 'which never equals the command passt sent');
+  t.equal(await awaitReply(session.sock), null, 'then EOF');
+  t.equal((await session.helper.exited).code, 1);
+  t.same(repairStates(fds), [1, ...before.slice(1)], 'the failed batch was rolled back; the confirmed one stays');
+  fs.closeSync(session.sock);
+  await new Promise((resolve) => server.close(resolve));
+});
+
 t.test('a peer that closes mid-batch: the batch is applied, the reply fails, and the batch is rolled back', async (t) => {
   const session = await startSession();
   const fds = loopback.fds.slice(10, 263 - 10);
