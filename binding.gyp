@@ -9,7 +9,8 @@
         "native/credentials.cc",
         "native/capabilities.cc",
         "native/seccomp.cc",
-        "native/descriptors.cc"
+        "native/descriptors.cc",
+        "native/signals.cc"
       ],
       "libraries": [
         "-lseccomp"

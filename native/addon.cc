@@ -5,6 +5,9 @@
 namespace passt_repair {
 Napi::Value ConnectToSocketFile(const Napi::CallbackInfo &info);
 Napi::Value HandleMessage(const Napi::CallbackInfo &info);
+Napi::Value SendFailure(const Napi::CallbackInfo &info);
+Napi::Value CatchSignals(const Napi::CallbackInfo &info);
+Napi::Value PendingSignalValue(const Napi::CallbackInfo &info);
 Napi::Value PeerCredentials(const Napi::CallbackInfo &info);
 Napi::Value ApplyCredentials(const Napi::CallbackInfo &info);
 Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info);
@@ -16,6 +19,9 @@ Napi::Value WaitWritable(const Napi::CallbackInfo &info);
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("connectToSocketFile", Napi::Function::New(env, passt_repair::ConnectToSocketFile));
   exports.Set("handleMessage", Napi::Function::New(env, passt_repair::HandleMessage));
+  exports.Set("sendFailure", Napi::Function::New(env, passt_repair::SendFailure));
+  exports.Set("catchSignals", Napi::Function::New(env, passt_repair::CatchSignals));
+  exports.Set("pendingSignal", Napi::Function::New(env, passt_repair::PendingSignalValue));
   exports.Set("peerCredentials", Napi::Function::New(env, passt_repair::PeerCredentials));
   exports.Set("applyCredentials", Napi::Function::New(env, passt_repair::ApplyCredentials));
   exports.Set("installSeccompFilter", Napi::Function::New(env, passt_repair::InstallSeccompFilter));

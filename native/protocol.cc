@@ -1,19 +1,24 @@
-// One request from passt, handled whole: receive, validate, apply, reply.
+// One request from passt, handled whole: wait, receive, validate, apply,
+// reply.
 //
 // Done in a single native call so that a batch of 253 descriptors costs one
 // crossing from JavaScript, not one per descriptor. The function either
 // returns the batch it completed and confirmed, or throws with every socket it
 // touched put back as it was; it closes every descriptor it received on every
-// path.
+// path. A signal (native/signals.cc) is only looked at before a request is
+// read: once read, a request is finished or rolled back whatever arrives.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "errors.h"
+#include "signals.h"
 
 #ifndef SCM_MAX_FD
 #define SCM_MAX_FD 253  // include/net/scm.h, not exported to user space
@@ -28,9 +33,23 @@ class ReceivedDescriptors {
   ReceivedDescriptors() = default;
   ReceivedDescriptors(const ReceivedDescriptors &) = delete;
   ReceivedDescriptors &operator=(const ReceivedDescriptors &) = delete;
+  // The helper's copies go; passt keeps its own. Descriptors received in one
+  // SCM_RIGHTS message take the lowest free numbers, in order, so a batch is
+  // almost always one contiguous run: one close_range(2) instead of up to
+  // 253 close(2) calls. A range covers only numbers this request received.
   ~ReceivedDescriptors() {
-    // close(2): the helper's copies; passt keeps its own.
-    for (int i = 0; i < count_; i++) close(fds_[i]);
+    if (count_ == 0) return;
+    int sorted[kCapacity];
+    std::copy(fds_, fds_ + count_, sorted);
+    if (!std::is_sorted(sorted, sorted + count_)) std::sort(sorted, sorted + count_);
+    for (int first = 0; first < count_;) {
+      int last = first;
+      while (last + 1 < count_ && sorted[last + 1] == sorted[last] + 1) last++;
+      // close_range(2) (Linux 5.9+); close(2) one by one where it is missing.
+      if (close_range(sorted[first], sorted[last], 0) < 0)
+        for (int i = first; i <= last; i++) close(sorted[i]);
+      first = last + 1;
+    }
   }
   // Returns false when more arrived than a request may carry; they are still
   // kept so that they are closed.
@@ -92,17 +111,67 @@ int TcpState(int fd) {
   return info.tcpi_state;
 }
 
-}  // namespace
+// The byte sent before closing on any failure once a session has begun
+// (sent by SendFailure). passt's repair_flush() reads one byte after each
+// request and compares it with the command it sent; a recv() that returns 0
+// is not an error there, so a bare close could be read as a stale success.
+// 0x80 (-128 as passt's int8_t) can never equal a command passt sends
+// (1, 0 or -1, the only values the kernel accepts), is the farthest value
+// from all three, and is itself refused as an unknown command: no request
+// this helper answers can be echoed with it.
+constexpr int8_t kFailureByte = static_cast<int8_t>(0x80);
 
-static struct timespec Now() {
+struct timespec Now() {
   struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
+  clock_gettime(CLOCK_MONOTONIC, &now);  // answered by the vDSO
   return now;
 }
 
+double Milliseconds(const struct timespec &from, const struct timespec &to) {
+  return static_cast<double>(to.tv_sec - from.tv_sec) * 1e3 +
+         static_cast<double>(to.tv_nsec - from.tv_nsec) / 1e6;
+}
+
+enum class Wait { kReady, kSignal, kTimeout, kFailed };
+
+// Waits until passt's socket is readable, a signal is recorded, or
+// `wait_ms` (negative: no limit) has passed. ppoll(2) watches the socket and
+// the signal self-pipe together, so a signal handled on any thread ends the
+// wait; EINTR (a signal handled on this thread) is checked the same way.
+Wait WaitForRequest(int sock, double wait_ms) {
+  const struct timespec start = Now();
+  for (;;) {
+    if (PendingSignal() != 0) return Wait::kSignal;
+    struct timespec left_time;
+    struct timespec *timeout = nullptr;
+    if (wait_ms >= 0) {
+      const double left = wait_ms - Milliseconds(start, Now());
+      if (left <= 0) return Wait::kTimeout;
+      left_time.tv_sec = static_cast<time_t>(left / 1e3);
+      left_time.tv_nsec = static_cast<long>((left - left_time.tv_sec * 1e3) * 1e6);
+      timeout = &left_time;
+    }
+    struct pollfd watched[2] = {{sock, POLLIN, 0}, {SignalWakeFd(), POLLIN, 0}};
+    const int ready = ppoll(watched, SignalWakeFd() < 0 ? 1 : 2, timeout, nullptr);
+    if (ready < 0 && errno != EINTR) return Wait::kFailed;  // errno says why
+    if (ready > 0 && watched[0].revents != 0 && PendingSignal() == 0) return Wait::kReady;
+    // Otherwise: a signal (checked at the top), EINTR, or the time is up
+    // (also checked at the top, against the clock).
+  }
+}
+
+}  // namespace
+
+// handleMessage(sock, waitMs, allowedCommands, maxSockets, socketsLeft): see
+// src/native.d.ts. The limits are the rule's (src/limits.ts), enforced here
+// before any socket is touched.
 Napi::Value HandleMessage(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   const int sock = info[0].As<Napi::Number>().Int32Value();
+  const double wait_ms = info[1].As<Napi::Number>().DoubleValue();
+  const uint32_t allowed_commands = info[2].As<Napi::Number>().Uint32Value();
+  const int max_sockets = info[3].As<Napi::Number>().Int32Value();
+  const double sockets_left = info[4].As<Napi::Number>().DoubleValue();
 
   // Room for one full SCM_RIGHTS message and then some, so that anything
   // beyond a well-formed request is seen and refused rather than truncated.
@@ -117,14 +186,34 @@ Napi::Value HandleMessage(const Napi::CallbackInfo &info) {
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);  // set anew for every request
 
-  // recvmsg(2): the request and its descriptors, close-on-exec from the start.
+  // Between requests: a recorded signal ends the session before anything
+  // more is read.
+  if (PendingSignal() != 0) return Napi::String::New(env, "signal");
+  // recvmsg(2): the request and its descriptors, close-on-exec from the
+  // start. MSG_DONTWAIT first: back-to-back batches are already queued and
+  // need no ppoll(2); only an empty socket is waited on.
   ssize_t received;
-  do received = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  do received = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
   while (received < 0 && errno == EINTR);
+  if (received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    switch (WaitForRequest(sock, wait_ms)) {
+      case Wait::kSignal:
+        return Napi::String::New(env, "signal");
+      case Wait::kTimeout:
+        return Napi::String::New(env, "timeout");
+      case Wait::kFailed:
+        ThrowFailure(env, "WAIT_FAILED", errno);
+        return env.Undefined();
+      case Wait::kReady:
+        break;
+    }
+    msg.msg_controllen = sizeof(control);
+    do received = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    while (received < 0 && errno == EINTR);
+  }
   const int receive_error = errno;
   // The audit log's per-command time is the helper's own work, from the
   // request's arrival to the reply, not the time spent waiting for passt.
-  // clock_gettime(2) is answered by the vDSO.
   const struct timespec arrived = Now();
 
   ReceivedDescriptors fds;
@@ -175,30 +264,59 @@ Napi::Value HandleMessage(const Napi::CallbackInfo &info) {
     ThrowFailure(env, "UNKNOWN_COMMAND", 0, {{"command", command}, {"descriptors", fds.count()}});
     return env.Undefined();
   }
+  // The rule's limits (src/limits.ts): bit command + 1 of allowedCommands.
+  if ((allowed_commands & (1u << (command + 1))) == 0) {
+    ThrowFailure(env, "COMMAND_NOT_ALLOWED", 0,
+                 {{"command", command}, {"allowedCommands", static_cast<int>(allowed_commands)}});
+    return env.Undefined();
+  }
+  if (fds.count() > max_sockets) {
+    ThrowFailure(env, "TOO_MANY_SOCKETS", 0, {{"descriptors", fds.count()}, {"limit", max_sockets}});
+    return env.Undefined();
+  }
+  if (fds.count() > sockets_left) {
+    ThrowFailure(env, "SESSION_SOCKETS_EXCEEDED", 0,
+                 {{"descriptors", fds.count()}, {"left", static_cast<int>(sockets_left)}});
+    return env.Undefined();
+  }
 
-  // Every descriptor must be a TCP socket (AF_INET or AF_INET6, SOCK_STREAM,
-  // IPPROTO_TCP) before any of them is touched. Two getsockopt(2) calls
-  // establish that, and the second also records the state to roll back to:
-  // - SO_DOMAIN is AF_INET or AF_INET6 (ENOTSOCK: not a socket at all);
-  // - SOL_TCP/TCP_REPAIR is readable: among those families only the TCP
-  //   protocol (SOCK_STREAM, IPPROTO_TCP) answers it; UDP, raw sockets of
-  //   protocol TCP, and MPTCP refuse it. (AF_SMC, which forwards SOL_TCP to
-  //   an inner TCP socket, is what the domain check is for.)
-  // Two system calls per descriptor instead of four: at 253 descriptors a
-  // request that is most of the helper's round trip (see the benchmark).
+  // Every descriptor must be a TCP socket before any of them is touched. Two
+  // getsockopt(2) calls establish that, and the second also records the
+  // state to roll back to:
+  // - SOL_SOCKET/SO_PROTOCOL is IPPROTO_TCP (ENOTSOCK: not a socket at all);
+  // - SOL_TCP/TCP_REPAIR is readable, which only TCP's own getsockopt
+  //   (do_tcp_getsockopt) answers.
+  // Why the pair proves a TCP socket, by what else could pass one half:
+  // - AF_INET/AF_INET6 SOCK_STREAM TCP: protocol 6 (also when created with
+  //   protocol 0) and TCP_REPAIR readable: accepted, as it should be.
+  // - IPPROTO_SMC (AF_INET, SOCK_STREAM, 256; Linux 6.11+) and AF_SMC: SOL_TCP
+  //   options are forwarded to an inner TCP socket, so TCP_REPAIR reads, but
+  //   SO_PROTOCOL is 256 (or SMCPROTO_SMC/SMC6, 0/1): refused. The old check
+  //   (SO_DOMAIN AF_INET or AF_INET6) let IPPROTO_SMC through.
+  // - MPTCP (IPPROTO_MPTCP, 262): refused by SO_PROTOCOL.
+  // - Raw IP sockets of protocol 6 (SOCK_RAW, IPPROTO_TCP): SO_PROTOCOL is 6,
+  //   but raw sockets hand any level but SOL_RAW to ip_getsockopt or
+  //   ipv6_getsockopt, which refuse SOL_TCP: refused by TCP_REPAIR.
+  // - AF_PACKET with ethertype 0x0600 (SO_PROTOCOL reads 6), AF_NETLINK's
+  //   NETLINK_XFRM (6), AF_CAN's CAN_ISOTP (6), Bluetooth's BTPROTO_HIDP
+  //   (6): each family's getsockopt accepts only its own level, never
+  //   SOL_TCP: refused by TCP_REPAIR.
+  // - AF_UNIX: protocol 0, and SOL_TCP is refused too.
+  // - UDP, SCTP, DCCP...: other protocol numbers.
+  // Two system calls per descriptor, as before: at 253 descriptors this is
+  // most of the helper's round trip (see the benchmark).
   int previous[SCM_MAX_FD];
   for (int i = 0; i < fds.count(); i++) {
-    int domain;
-    if (GetIntOption(fds[i], SOL_SOCKET, SO_DOMAIN, &domain) < 0) {
+    int protocol;
+    if (GetIntOption(fds[i], SOL_SOCKET, SO_PROTOCOL, &protocol) < 0) {
       ThrowFailure(env, "NOT_A_SOCKET", errno, {{"index", i}, {"descriptors", fds.count()}});
       return env.Undefined();
     }
-    if ((domain != AF_INET && domain != AF_INET6) ||
-        GetIntOption(fds[i], SOL_TCP, TCP_REPAIR, &previous[i]) < 0) {
+    if (protocol != IPPROTO_TCP || GetIntOption(fds[i], SOL_TCP, TCP_REPAIR, &previous[i]) < 0) {
       // Off the hot path: what the descriptor is, for the message.
-      int type = -1, protocol = -1;
+      int domain = -1, type = -1;
+      GetIntOption(fds[i], SOL_SOCKET, SO_DOMAIN, &domain);
       GetIntOption(fds[i], SOL_SOCKET, SO_TYPE, &type);
-      GetIntOption(fds[i], SOL_SOCKET, SO_PROTOCOL, &protocol);
       ThrowFailure(env, "NOT_TCP", 0,
                    {{"index", i}, {"descriptors", fds.count()}, {"domain", domain},
                     {"type", type}, {"protocol", protocol}});
@@ -221,8 +339,8 @@ Napi::Value HandleMessage(const Napi::CallbackInfo &info) {
 
   // send(2): the confirmation, the same byte. MSG_NOSIGNAL: a vanished passt
   // is an error to handle, not a SIGPIPE. The descriptors are closed after
-  // the reply: off passt's critical path, and still at hand for a rollback if
-  // the reply cannot be delivered.
+  // the reply (by ReceivedDescriptors): off passt's critical path, and still
+  // at hand for a rollback if the reply cannot be delivered.
   const int8_t reply = static_cast<int8_t>(command);
   ssize_t sent;
   do sent = send(sock, &reply, sizeof(reply), MSG_NOSIGNAL);
@@ -240,9 +358,22 @@ Napi::Value HandleMessage(const Napi::CallbackInfo &info) {
   Napi::Object done = Napi::Object::New(env);
   done.Set("command", command);
   done.Set("sockets", fds.count());
-  done.Set("nanoseconds", static_cast<double>(replied.tv_sec - arrived.tv_sec) * 1e9 +
-                              static_cast<double>(replied.tv_nsec - arrived.tv_nsec));
+  done.Set("nanoseconds", Milliseconds(arrived, replied) * 1e6);
   return done;
+}
+
+// sendFailure(sock): the failure byte (kFailureByte above), sent once before
+// the helper closes passt's connection for any reason but passt's own EOF.
+// send(2) with MSG_DONTWAIT (never wait on a passt that stopped reading) and
+// MSG_NOSIGNAL (a vanished passt is no SIGPIPE). Best effort: a peer that is
+// gone reads nothing either way. Returns whether the byte went out.
+Napi::Value SendFailure(const Napi::CallbackInfo &info) {
+  const int sock = info[0].As<Napi::Number>().Int32Value();
+  const int8_t byte = kFailureByte;
+  ssize_t sent;
+  do sent = send(sock, &byte, sizeof(byte), MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (sent < 0 && errno == EINTR);
+  return Napi::Boolean::New(info.Env(), sent == sizeof(byte));
 }
 
 }  // namespace passt_repair

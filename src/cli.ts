@@ -33,7 +33,9 @@ Options:
   -V, --version      print the version and exit
 
 Exit status: 0 when passt closes the connection, 1 on any error (a refused
-path or peer included), 2 on a usage error or an unusable policy.
+path, peer or request, or a limit of the rule, included), 2 on a usage error
+or an unusable policy, 128+N when stopped cleanly by signal N: SIGHUP (129),
+SIGINT (130) or SIGTERM (143), after the request in hand.
 `;
 
 export type Invocation = (

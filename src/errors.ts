@@ -1,5 +1,6 @@
 // Exit codes, and the one place where failures are put into words.
 import { getSystemErrorMessage } from 'node:util';
+import { commandsInMask } from './limits';
 import type { NativeFailure } from './native.d';
 
 export const enum ExitCode {
@@ -11,11 +12,15 @@ export const enum ExitCode {
   Usage = 2,
 }
 
+/** Plus the signal's number: stopped cleanly by SIGHUP (129), SIGINT (130) or SIGTERM (143). */
+export const SIGNAL_EXIT_BASE = 128;
+
 /** A failure the helper reports with one line and an exit code. */
 export class HelperError extends Error {
   constructor(
     message: string,
-    readonly exitCode: ExitCode = ExitCode.Failure,
+    /** An ExitCode, or SIGNAL_EXIT_BASE + N (Stopped). */
+    readonly exitCode: number = ExitCode.Failure,
   ) {
     super(message);
   }
@@ -40,6 +45,19 @@ export class Refusal extends HelperError {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/** The signals the helper catches (native/signals.cc), by number. */
+export const SIGNAL_NAMES: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 15: 'SIGTERM' };
+
+/** SIGTERM, SIGINT or SIGHUP ended the run where it could stop cleanly: exit 128 + N. */
+export class Stopped extends HelperError {
+  readonly signal: string;
+  constructor(signalNumber: number) {
+    const signal = SIGNAL_NAMES[signalNumber] ?? `signal ${signalNumber}`;
+    super(`stopped by ${signal}`, SIGNAL_EXIT_BASE + signalNumber);
+    this.signal = signal;
   }
 }
 
@@ -72,9 +90,9 @@ const TCP_STATES = [
   'unknown', 'ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT',
   'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING', 'NEW_SYN_RECV',
 ];
-const DOMAINS: Record<number, string> = { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6', 16: 'AF_NETLINK', 17: 'AF_PACKET' };
+const DOMAINS: Record<number, string> = { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6', 16: 'AF_NETLINK', 17: 'AF_PACKET', 43: 'AF_SMC' };
 const TYPES: Record<number, string> = { 1: 'SOCK_STREAM', 2: 'SOCK_DGRAM', 3: 'SOCK_RAW', 5: 'SOCK_SEQPACKET' };
-const PROTOCOLS: Record<number, string> = { 0: 'default', 6: 'TCP', 17: 'UDP', 262: 'MPTCP' };
+const PROTOCOLS: Record<number, string> = { 0: 'default', 6: 'TCP', 17: 'UDP', 256: 'SMC', 262: 'MPTCP' };
 
 function named(table: Record<number, string>, value: unknown): string {
   return table[value as number] ?? String(value);
@@ -86,33 +104,52 @@ function rollbackNote(failure: NativeFailure): string {
   return unrestored > 0 ? `${note}; ${unrestored} could NOT be restored` : note;
 }
 
+type Described = NativeFailure & Record<string, number>;
+
+function which(f: Described): string {
+  return `descriptor ${f.index + 1} of ${f.descriptors}`;
+}
+
+/**
+ * The protocol loop's refusals: failures that are the request's fault, each
+ * put into words. The one list of them: anything not here (setsockopt or the
+ * reply failing, ...) is an error.
+ */
+const REQUEST_REFUSALS: Record<string, (f: Described) => string> = {
+  CONTROL_TRUNCATED: (f) => `request refused: the kernel truncated its descriptors (MSG_CTRUNC, ${f.descriptors} arrived; is RLIMIT_NOFILE too low?)`,
+  WRONG_LENGTH: (f) => `request refused: ${f.bytes === 0 ? 'no command byte' : 'more than one byte'} where exactly one command byte is expected`,
+  NO_DESCRIPTORS: (f) => `request refused: command ${f.command} came without an SCM_RIGHTS control message`,
+  UNEXPECTED_CONTROL: (f) => `request refused: ${f.controlMessages} control messages where exactly one SCM_RIGHTS message is expected`,
+  WRONG_DESCRIPTOR_COUNT: (f) => `request refused: ${f.descriptors} descriptors where 1 to 253 are expected`,
+  UNKNOWN_COMMAND: (f) => `request refused: unknown command ${f.command} (expected 1 TCP_REPAIR_ON, 0 TCP_REPAIR_OFF or -1 TCP_REPAIR_OFF_NO_WP)`,
+  COMMAND_NOT_ALLOWED: (f) =>
+    `request refused: ${commandName(f.command)} is not among the rule's "commands" (${commandsInMask(f.allowedCommands).join(', ')}); no socket was changed`,
+  TOO_MANY_SOCKETS: (f) => `request refused: ${f.descriptors} sockets, over the rule's "maxSocketsPerRequest" of ${f.limit}; no socket was changed`,
+  SESSION_SOCKETS_EXCEEDED: (f) =>
+    `request refused: ${f.descriptors} sockets, over what the rule's "maxSocketsPerSession" leaves this session (${f.left}); no socket was changed`,
+  NOT_A_SOCKET: (f) => `request refused: ${which(f)} is not a socket; no socket was changed`,
+  NOT_TCP: (f) =>
+    `request refused: ${which(f)} is not a TCP socket (${named(DOMAINS, f.domain)}, ${named(TYPES, f.type)}, protocol ${named(PROTOCOLS, f.protocol)}); no socket was changed`,
+};
+
+/** Whether a native failure is a request the protocol loop refused (rather than an error). */
+export function isRequestRefusal(failure: NativeFailure): boolean {
+  return Object.hasOwn(REQUEST_REFUSALS, failure.code);
+}
+
 /** Puts a native failure into one line. */
 export function describeNativeFailure(failure: NativeFailure): string {
-  const f = failure as NativeFailure & Record<string, number>;
-  const which = `descriptor ${f.index + 1} of ${f.descriptors}`;
+  const f = failure as Described;
+  if (isRequestRefusal(f)) return REQUEST_REFUSALS[f.code]!(f);
   switch (f.code) {
     case 'SOCKET_FAILED':
       return `cannot create a UNIX socket: ${systemMessage(f.errno)}`;
     case 'RECEIVE_FAILED':
       return `cannot receive a request from passt: ${systemMessage(f.errno)}`;
-    case 'CONTROL_TRUNCATED':
-      return `request refused: the kernel truncated its descriptors (MSG_CTRUNC, ${f.descriptors} arrived; is RLIMIT_NOFILE too low?)`;
-    case 'WRONG_LENGTH':
-      return `request refused: ${f.bytes === 0 ? 'no command byte' : 'more than one byte'} where exactly one command byte is expected`;
-    case 'NO_DESCRIPTORS':
-      return `request refused: command ${f.command} came without an SCM_RIGHTS control message`;
-    case 'UNEXPECTED_CONTROL':
-      return `request refused: ${f.controlMessages} control messages where exactly one SCM_RIGHTS message is expected`;
-    case 'WRONG_DESCRIPTOR_COUNT':
-      return `request refused: ${f.descriptors} descriptors where 1 to 253 are expected`;
-    case 'UNKNOWN_COMMAND':
-      return `request refused: unknown command ${f.command} (expected 1 TCP_REPAIR_ON, 0 TCP_REPAIR_OFF or -1 TCP_REPAIR_OFF_NO_WP)`;
-    case 'NOT_A_SOCKET':
-      return `request refused: ${which} is not a socket; no socket was changed`;
-    case 'NOT_TCP':
-      return `request refused: ${which} is not a TCP socket (${named(DOMAINS, f.domain)}, ${named(TYPES, f.type)}, protocol ${named(PROTOCOLS, f.protocol)}); no socket was changed`;
+    case 'WAIT_FAILED':
+      return `cannot wait for a request from passt: ${systemMessage(f.errno)}`;
     case 'REPAIR_FAILED':
-      return `${commandName(f.command)} failed on ${which} (TCP state ${TCP_STATES[f.tcpState] ?? f.tcpState}): ${systemMessage(f.errno)}; ${rollbackNote(f)}`;
+      return `${commandName(f.command)} failed on ${which(f)} (TCP state ${TCP_STATES[f.tcpState] ?? f.tcpState}): ${systemMessage(f.errno)}; ${rollbackNote(f)}`;
     case 'REPLY_FAILED':
       return `cannot send the reply to passt: ${systemMessage(f.errno)}; ${rollbackNote(f)}`;
     default:

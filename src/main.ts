@@ -2,7 +2,9 @@
 import * as fs from 'node:fs';
 import { USAGE, parseArguments, type Invocation } from './cli';
 import { connectToPasst } from './connect';
-import { ExitCode, GATE_NUMBERS, HelperError, Refusal, UsageError, type Phase } from './errors';
+import { native } from './addon';
+import { ExitCode, GATE_NUMBERS, HelperError, Refusal, SIGNAL_EXIT_BASE, Stopped, UsageError, type Phase } from './errors';
+import { describeLimits } from './limits';
 import { AuditLog, type Fields } from './log';
 import { writeAnswer } from './output';
 import { loadPolicy } from './policy';
@@ -11,6 +13,7 @@ import { serve } from './protocol';
 import { dropToNetAdmin, dropToReachSocket } from './sandbox/capabilities';
 import { assertNoInheritedDescriptors } from './sandbox/descriptors';
 import { installSeccompFilter, loadAllowlist } from './sandbox/seccomp';
+import { catchSignals, checkSignals, untilSignalled } from './signals';
 import type { FailureReport, Reporter } from './telemetry/report';
 
 // Modules and files that only --version, --explain and telemetry need are
@@ -61,6 +64,8 @@ function logStart(invocation: Extract<Invocation, { action: 'serve' }>, run: Run
  * 2. capabilities (dropped to what reaching the socket needs, then to CAP_NET_ADMIN),
  * 4. the peer's credentials (SO_PEERCRED right after connect),
  * 3. seccomp (the last step before the protocol loop).
+ * A signal (SIGTERM, SIGINT, SIGHUP) ends the wait for passt's socket at
+ * once, and the synchronous steps after it at the next step: a Stopped error.
  */
 async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, run: Run): Promise<void> {
   run.phase = 'descriptors';
@@ -85,8 +90,10 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
   run.phase = 'capabilities';
   const privileges = dropToReachSocket(policy.sandbox);
   run.phase = 'connect';
-  const connection = await connectToPasst(invocation.path, invocation.timeoutMs, policy, (line) => log.write('warning', 'warning', line));
+  const connection = await untilSignalled(connectToPasst(invocation.path, invocation.timeoutMs, policy, (line) => log.write('warning', 'warning', line)));
+  const connectedMs = process.uptime() * 1e3;
   try {
+    checkSignals();
     run.known.paths.push(connection.path);
     run.known.ids.push(connection.owner);
     run.phase = 'peer';
@@ -94,18 +101,22 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
     run.known.pids.push(peer.pid);
     run.known.ids.push(peer.uid, peer.gid);
     if (exe !== undefined) run.known.paths.push(exe);
+    const limits = describeLimits(rule.limits);
     log.write(
       'info',
       'connected',
-      `connected to ${connection.path}, allowed by rule "${rule.name}": peer ${description}, executable ${exe ?? 'unknown'}`,
-      { socket: connection.path, rule: rule.name, peerPid: peer.pid, peerUid: peer.uid, peerGid: peer.gid, peerExe: exe },
+      `connected to ${connection.path}, allowed by rule "${rule.name}": peer ${description}, executable ${exe ?? 'unknown'}${limits === undefined ? '' : `; limits: ${limits}`}`,
+      { socket: connection.path, rule: rule.name, peerPid: peer.pid, peerUid: peer.uid, peerGid: peer.gid, peerExe: exe, limits },
     );
+    checkSignals();
     run.phase = 'capabilities';
     dropToNetAdmin(privileges);
+    checkSignals();
     run.phase = 'seccomp';
     installSeccompFilter(policy.sandbox, allowlist);
+    checkSignals();
     run.phase = 'serve';
-    serve(connection.sock, (summary) => {
+    serve(connection.sock, rule.limits, connectedMs, (summary) => {
       run.requests += summary.requests;
       run.sockets += summary.sockets;
       const durationMs = milliseconds(summary.nanoseconds);
@@ -116,14 +127,35 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
         durationMs,
       });
     });
+  } catch (error) {
+    // Whatever ended the session, passt must not read the close as a
+    // success: the failure byte first (native/protocol.cc, kFailureByte).
+    native.sendFailure(connection.sock);
+    throw error;
   } finally {
     fs.closeSync(connection.sock);
   }
 }
 
+/** An error that is a bug in the helper: the log's line (with the stack trace), the report's message, and what it was. */
+function internalError(error: unknown): { reason: string; message: string; type: string; stack: string } {
+  const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  return {
+    reason: `internal error: ${stack}`,
+    message: `internal error: ${error instanceof Error ? error.message : String(error)}`,
+    type: error instanceof Error ? error.name : typeof error,
+    stack,
+  };
+}
+
 /** Logs why a serving run failed, reports it when telemetry is on, and gives its exit code. */
-function logFailure(error: unknown, run: Run): ExitCode {
+function logFailure(error: unknown, run: Run): number {
   const failure: FailureReport = { level: 'error', phase: run.phase, message: '', exitCode: ExitCode.Failure, known: run.known };
+  if (error instanceof Stopped) {
+    // Not a failure: told to stop, and stopped cleanly. The end line says so.
+    failure.exitCode = error.exitCode;
+    return failure.exitCode;
+  }
   if (error instanceof Refusal) {
     const number = GATE_NUMBERS[error.gate];
     const message = number === undefined ? error.message : `gate ${number} (${error.gate}) refused: ${error.message}`;
@@ -133,25 +165,27 @@ function logFailure(error: unknown, run: Run): ExitCode {
     logError('error', error.message, { phase: run.phase, reason: error.message });
     Object.assign(failure, { message: error.message, exitCode: error.exitCode });
   } else {
-    const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
-    logError('error', `internal error: ${stack}`, { phase: run.phase, reason: stack });
-    const type = error instanceof Error ? error.name : typeof error;
-    Object.assign(failure, { level: 'fatal', message: `internal error: ${error instanceof Error ? error.message : String(error)}`, error: { type, stack } });
+    const { reason, message, type, stack } = internalError(error);
+    logError('error', reason, { phase: run.phase, reason });
+    Object.assign(failure, { level: 'fatal', message, error: { type, stack } });
   }
   run.reporter?.report(failure);
   return failure.exitCode;
 }
 
-async function serveAndLog(invocation: Extract<Invocation, { action: 'serve' }>): Promise<ExitCode> {
+async function serveAndLog(invocation: Extract<Invocation, { action: 'serve' }>): Promise<number> {
   const run: Run = { phase: 'descriptors', started: false, requests: 0, sockets: 0, reporter: undefined, known: { paths: [], ids: [], pids: [process.pid] } };
-  let exitCode: ExitCode = ExitCode.Done;
+  let exitCode: number = ExitCode.Done;
   let reason = 'done';
+  let signal: string | undefined;
+  catchSignals();
   try {
     await serveRun(invocation, run);
   } catch (error) {
     logStart(invocation, run);
     exitCode = logFailure(error, run);
-    reason = error instanceof Refusal ? 'refused' : 'error';
+    reason = error instanceof Stopped ? 'signal' : error instanceof Refusal ? 'refused' : 'error';
+    if (error instanceof Stopped) signal = error.signal;
   }
   // Since the process started, Node's own start-up included.
   const durationMs = Math.round(process.uptime() * 1e6) / 1e3;
@@ -161,10 +195,11 @@ async function serveAndLog(invocation: Extract<Invocation, { action: 'serve' }>)
     exitCode = ExitCode.Failure;
     reason = 'error';
   }
-  const ended = reason === 'done' ? 'passt closed the connection' : `${reason} (exit ${exitCode})`;
+  const ended = reason === 'done' ? 'passt closed the connection' : signal !== undefined ? `stopped by ${signal} (exit ${exitCode})` : `${reason} (exit ${exitCode})`;
   const dropped = `${log.dropped > 0 ? `; ${log.dropped} log line(s) dropped` : ''}${lost === undefined ? '' : `; audit log lost: ${lost}`}`;
-  log.write(reason === 'done' ? 'info' : 'error', 'end', `end: ${ended}; ${run.requests} request(s), ${run.sockets} socket(s) in ${durationMs} ms${dropped}`, {
+  log.write(reason === 'done' ? 'info' : reason === 'signal' ? 'warning' : 'error', 'end', `end: ${ended}; ${run.requests} request(s), ${run.sockets} socket(s) in ${durationMs} ms${dropped}`, {
     reason,
+    signal,
     exitCode,
     requests: run.requests,
     sockets: run.sockets,
@@ -175,7 +210,8 @@ async function serveAndLog(invocation: Extract<Invocation, { action: 'serve' }>)
   return exitCode;
 }
 
-async function main(invocation: Invocation): Promise<ExitCode> {
+/** The exit code: an ExitCode, or SIGNAL_EXIT_BASE + N when stopped by signal N. */
+async function main(invocation: Invocation): Promise<number> {
   if (invocation.logFormat !== undefined) log.format = invocation.logFormat;
   switch (invocation.action) {
     case 'help':
@@ -209,6 +245,9 @@ new Promise<Invocation>((resolve) => resolve(parseArguments(process.argv.slice(2
   .then(main)
   .then(
     (code) => {
+      // Stopped by a signal while waiting for passt's socket, the wait's
+      // watch and timers are still pending: end now, the end line written.
+      if (code > SIGNAL_EXIT_BASE) process.exit(code);
       process.exitCode = code;
     },
     (error: unknown) => {
@@ -219,8 +258,8 @@ new Promise<Invocation>((resolve) => resolve(parseArguments(process.argv.slice(2
         } else logError('error', error.message, { phase: 'policy', reason: error.message });
         process.exitCode = error.exitCode;
       } else {
-        const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
-        logError('error', `internal error: ${stack}`, { phase: 'internal', reason: stack });
+        const { reason } = internalError(error);
+        logError('error', reason, { phase: 'internal', reason });
         process.exitCode = ExitCode.Failure;
       }
     },

@@ -59,11 +59,32 @@ export interface Native {
    */
   connectToSocketFile(pathFd: number): number;
   /**
-   * Receives one request on `sock`, checks its shape and every descriptor,
-   * applies TCP_REPAIR to all of them or to none, and replies. Returns null
-   * when passt has closed the connection (EOF or ECONNRESET).
+   * Waits for one request on `sock` (at most `waitMs` milliseconds; negative:
+   * no limit), receives it, checks its shape, the rule's limits and every
+   * descriptor, applies TCP_REPAIR to all of them or to none, and replies.
+   * `allowedCommands` has bit (command + 1) set for each command the rule
+   * allows; `maxSockets` is the most one request may carry; `socketsLeft`
+   * what the session may still carry (Infinity: no limit). Returns null when
+   * passt has closed the connection (EOF or ECONNRESET), 'signal' when
+   * SIGTERM, SIGINT or SIGHUP was recorded before a request was read
+   * (native/signals.cc), 'timeout' when `waitMs` passed first.
    */
-  handleMessage(sock: number): HandledRequest | null;
+  handleMessage(sock: number, waitMs: number, allowedCommands: number, maxSockets: number, socketsLeft: number): HandledRequest | null | 'signal' | 'timeout';
+  /**
+   * Sends the failure byte (0x80) on `sock` without waiting: what passt
+   * reads when the helper closes for any reason but passt's own EOF.
+   * Returns whether it went out.
+   */
+  sendFailure(sock: number): boolean;
+  /**
+   * Replaces the handlers of SIGTERM, SIGINT and SIGHUP (once) with ones that
+   * only record the first signal, wake the protocol loop, and then call the
+   * handler replaced: it must be the event loop's (process.on listeners
+   * registered first), never Node.js's built-in one (src/signals.ts).
+   */
+  catchSignals(): void;
+  /** The signal recorded (SIGTERM, SIGINT or SIGHUP), or 0. */
+  pendingSignal(): number;
   /**
    * SO_PEERCRED of the connected socket `sock`: passt's pid, uid and gid at
    * listen(). `pidfd` is SO_PEERPIDFD's pidfd for that process (the caller

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HELPER, ROOT, TCP_REPAIR_OFF, TCP_REPAIR_ON, acceptHelper, awaitReply, passt, startHelper, writePolicy } from './passt-double/passt-double';
+import { HELPER, ROOT, TCP_REPAIR_OFF, TCP_REPAIR_ON, acceptHelper, awaitReply, passt, startHelper, writePolicy, FAILURE_BYTE } from './passt-double/passt-double';
 import { TEST_POLICY, loopbackConnections, startSession, temporaryDirectory, type Loopback } from './lib';
 
 const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -144,7 +144,7 @@ t.test('every refusal names its gate: path (1), peer (4), request', async (t) =>
     passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), loopback.fds.slice(0, 1));
     t.equal(await awaitReply(session.sock), TCP_REPAIR_ON);
     passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF, TCP_REPAIR_OFF]), loopback.fds.slice(0, 1));
-    t.equal(await awaitReply(session.sock), null, 'refused: no reply');
+    t.equal(await awaitReply(session.sock), FAILURE_BYTE, 'refused: no reply');
     fs.closeSync(session.sock);
     const { code, stderr } = await session.helper.exited;
     t.equal(code, 1);
@@ -223,7 +223,7 @@ t.test('under systemd (JOURNAL_STREAM is standard error): syslog priorities on e
     const sock = await acceptHelper(listener);
     fs.closeSync(listener);
     passt.sendRequest(sock, Buffer.from([TCP_REPAIR_ON, TCP_REPAIR_ON]), loopback.fds.slice(0, 1));
-    t.equal(await awaitReply(sock), null, 'a refused request');
+    t.equal(await awaitReply(sock), FAILURE_BYTE, 'a refused request');
     fs.closeSync(sock);
     t.equal(await helper.exited, 1);
     const lines = drain(stream.read).trimEnd().split('\n');

@@ -3,9 +3,10 @@
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { acceptHelper, awaitReply, HELPER, passt, TCP_REPAIR_OFF, TCP_REPAIR_ON, type HelperRun } from './passt-double/passt-double';
+import { acceptHelper, awaitReply, HELPER, passt, TCP_REPAIR_OFF, TCP_REPAIR_ON, type HelperRun, FAILURE_BYTE } from './passt-double/passt-double';
 import type { RequestShape } from './passt-double/native.d';
 import { loopbackConnections, repairStates, startSession, startTestHelper, temporaryDirectory, unusualLines, type Loopback } from './lib';
 
@@ -34,7 +35,8 @@ async function expectRefusal(t: Test, refusal: Refusal) {
   const before = repairStates(known);
 
   passt.sendRequest(session.sock, Buffer.from(refusal.bytes), refusal.fds(), refusal.shape);
-  t.equal(await awaitReply(session.sock), null, 'the connection closes without a reply');
+  t.equal(await awaitReply(session.sock), FAILURE_BYTE, 'the failure byte, not the command');
+  t.equal(await awaitReply(session.sock), null, 'then the connection closes');
   const { code, stderr } = await session.helper.exited;
   t.equal(code, 1, 'exit 1');
   t.match(stderr, refusal.message);
@@ -111,6 +113,23 @@ t.test('an MPTCP socket (AF_INET, SOCK_STREAM, IPPROTO_MPTCP) is not a TCP socke
   fs.closeSync(mptcp);
 });
 
+function smcMissing(): string | false {
+  try {
+    fs.closeSync(passt.otherSocket('smc'));
+    return false;
+  } catch (error) {
+    const errno = (error as { errno?: number }).errno;
+    const name = Object.entries(os.constants.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`;
+    return `SKIPPED: this kernel (${os.release()}) cannot create IPPROTO_SMC sockets: socket(AF_INET, SOCK_STREAM, 256) failed with ${name} (${(error as Error).message}); it needs Linux 6.11+ with CONFIG_SMC`;
+  }
+}
+
+t.test('an IPPROTO_SMC socket (AF_INET, SOCK_STREAM, 256) answers SOL_TCP but is not a TCP socket', { skip: smcMissing() }, async (t) => {
+  const smc = passt.otherSocket('smc');
+  await expectRefusal(t, { bytes: [TCP_REPAIR_ON], fds: () => [tcp(2), smc], message: /descriptor 2 of 2 is not a TCP socket \(AF_INET, SOCK_STREAM, protocol SMC\)/ });
+  fs.closeSync(smc);
+});
+
 t.test('a listening TCP socket: the kernel refuses it, and the sockets already switched are rolled back', async (t) => {
   const server = net.createServer().listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
@@ -127,6 +146,29 @@ t.test('a listening TCP socket: the kernel refuses it, and the sockets already s
     fds: () => [tcp(0), tcp(1), listening, tcp(2)],
     message: /TCP_REPAIR_OFF failed on descriptor 3 of 4 \(TCP state LISTEN\): operation not permitted; rolled back 2 socket\(s\)/,
   });
+  await new Promise((resolve) => server.close(resolve));
+});
+
+t.test('passt\'s repair_flush() hazard: a failed batch right after a confirmed one with the same command reads as a failure', async (t) => {
+  // passt compares the byte it reads with the command it sent and does not
+  // treat EOF as an error: after a bare close it would compare the previous
+  // reply (1) with this command (1) and call the failed batch a success.
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const listening = (server as unknown as { _handle: { fd: number } })._handle.fd;
+  const session = await startSession();
+  const fds = loopback.fds.slice(30, 33);
+  const before = repairStates(fds);
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), fds.slice(0, 1));
+  t.equal(await awaitReply(session.sock), TCP_REPAIR_ON, 'the first TCP_REPAIR_ON is confirmed');
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), [...fds.slice(1), listening]);
+  const reply = await awaitReply(session.sock);
+  t.equal(reply, FAILURE_BYTE, 'the second gets the failure byte');
+  t.not(reply, TCP_REPAIR_ON, 'which never equals the command passt sent');
+  t.equal(await awaitReply(session.sock), null, 'then EOF');
+  t.equal((await session.helper.exited).code, 1);
+  t.same(repairStates(fds), [1, ...before.slice(1)], 'the failed batch was rolled back; the confirmed one stays');
+  fs.closeSync(session.sock);
   await new Promise((resolve) => server.close(resolve));
 });
 
@@ -147,7 +189,7 @@ t.test('descriptors truncated by the kernel (MSG_CTRUNC, RLIMIT_NOFILE too low) 
   const fds = loopback.fds.slice(0, 253);
   const states = repairStates(fds);
   passt.sendRequest(limited.sock, Buffer.from([TCP_REPAIR_ON]), fds);
-  t.equal(await awaitReply(limited.sock), null, 'no reply');
+  t.equal(await awaitReply(limited.sock), FAILURE_BYTE, 'the failure byte, no reply');
   const { code, stderr } = await limited.helper.exited;
   t.equal(code, 1);
   t.match(stderr, /request refused: the kernel truncated its descriptors \(MSG_CTRUNC, \d+ arrived; is RLIMIT_NOFILE too low\?\)/);

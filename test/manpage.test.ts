@@ -6,6 +6,7 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -41,12 +42,12 @@ const VALUES_AHEAD_OF_SCHEMA = ['text', 'json', 'production', 'paths', 'ids', 'p
 /** The JSON log's events and the fields each adds (besides time, level, event, message). */
 const LOG_EVENTS: Record<string, string[]> = {
   start: ['version', 'pid', 'path', 'policy'],
-  connected: ['socket', 'rule', 'peerPid', 'peerUid', 'peerGid', 'peerExe'],
+  connected: ['socket', 'rule', 'peerPid', 'peerUid', 'peerGid', 'peerExe', 'limits'],
   command: ['command', 'requests', 'sockets', 'durationMs'],
   warning: [],
   refused: ['gate', 'reason'],
   error: ['phase', 'reason'],
-  end: ['reason', 'exitCode', 'requests', 'sockets', 'durationMs', 'droppedLines'],
+  end: ['reason', 'signal', 'exitCode', 'requests', 'sockets', 'durationMs', 'droppedLines'],
 };
 
 function commandExists(command: string): boolean {
@@ -263,7 +264,10 @@ if (missing.length > 0) {
   t.test('EXIT STATUS documents exactly the exit codes of src/errors.ts and the README', async (t) => {
     const entries = tags('EXIT STATUS');
     t.ok(entries.every((entry) => /^\d+$/.test(entry)), `every entry is a code: ${entries.join(', ')}`);
-    const documented = entries.map(Number).sort();
+    // 128 + N for each signal the helper catches (src/errors.ts SIGNAL_NAMES), apart from ExitCode.
+    const signalExits = (['SIGHUP', 'SIGINT', 'SIGTERM'] as const).map((name) => 128 + os.constants.signals[name]);
+    t.same(entries.filter((entry) => signalExits.includes(Number(entry))).map(Number), signalExits, 'the page documents 128 + N for SIGHUP, SIGINT and SIGTERM');
+    const documented = entries.map(Number).filter((code) => !signalExits.includes(code)).sort();
     const ofCode = exitCodesOfErrorsTs();
     t.same(ofCode, [0, 1, 2], 'src/errors.ts: 0, 1, 2');
     t.same(documented, ofCode, 'the page documents the codes of src/errors.ts');

@@ -7,7 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { constants } from 'node:os';
-import { acceptHelper, awaitReply, HELPER, passt, ROOT, startHelper, TCP_REPAIR_ON, writePolicy, type HelperRun } from './passt-double/passt-double';
+import { acceptHelper, awaitReply, HELPER, passt, ROOT, startHelper, TCP_REPAIR_ON, writePolicy, type HelperRun, FAILURE_BYTE } from './passt-double/passt-double';
 import { loadAllowlist, loadForwarderDenyList, parseSeccompPolicy, TELEMETRY_ALLOWLIST } from '../src/sandbox/seccomp';
 import { HelperError } from '../src/errors';
 import type { FailureReport } from '../src/telemetry/report';
@@ -279,7 +279,7 @@ t.test('with Sentry off: no forwarder is ever started, nothing is sent, and a fa
   t.same(childrenOf(helper.child.pid!), [], 'the helper has no child process while it serves');
   t.same(forwarderProcesses(helper.child.pid!), [], 'no forwarder process of the helper\'s exists');
   passt.sendRequest(sock, Buffer.from([9]), loopback.fds);
-  t.equal(await awaitReply(sock), null, 'a bad request is refused');
+  t.equal(await awaitReply(sock), FAILURE_BYTE, 'a bad request is refused');
   fs.closeSync(sock);
   const exit = await helper.exited;
   t.equal(exit.code, 1);
@@ -633,7 +633,7 @@ t.test('a malformed request under telemetry: refused as ever, reported with gate
   ]);
   checkDescriptors(t, forwarder, helper.child.pid!);
   passt.sendRequest(sock, Buffer.from([2]), loopback.fds);
-  t.equal(await awaitReply(sock), null, 'refused');
+  t.equal(await awaitReply(sock), FAILURE_BYTE, 'refused');
   fs.closeSync(sock);
   const exit = await helper.exited;
   t.equal(exit.code, 1);
@@ -654,7 +654,7 @@ t.test('a forwarder killed while the helper serves: the helper serves on, under 
   // The helper reaps it (SIGCHLD, wait4) under its filter, and goes on.
   for (const command of [0, TCP_REPAIR_ON, 0]) t.equal(passt.roundTrip(sock, command, loopback.fds)[0], command, `still serving (${command})`);
   passt.sendRequest(sock, Buffer.from([2]), loopback.fds);
-  t.equal(await awaitReply(sock), null, 'a refusal');
+  t.equal(await awaitReply(sock), FAILURE_BYTE, 'a refusal');
   fs.closeSync(sock);
   const started = Date.now();
   const exit = await helper.exited;
@@ -686,7 +686,7 @@ t.test('a Sentry that never answers delays no reply, and the helper still exits 
   }
   t.comment(`slowest of 20 round trips of 253 sockets: ${slowest.toFixed(2)} ms`);
   passt.sendRequest(sock, Buffer.from([2]), loopback.fds.slice(0, 1));
-  t.equal(await awaitReply(sock), null, 'a refusal, which is reported to the silent Sentry');
+  t.equal(await awaitReply(sock), FAILURE_BYTE, 'a refusal, which is reported to the silent Sentry');
   const closedAt = Date.now();
   fs.closeSync(sock);
   const exit = await helper.exited;

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describePeerRule, rulesAllowingDirectory, rulesAllowingSocket } from './index';
 import type { Policy } from './load';
+import { describeLimits } from '../limits';
 
 export interface Explanation {
   allowed: boolean;
@@ -33,6 +34,7 @@ export function explainPath(policy: Policy, given: string): Explanation {
       continue;
     }
     lines.push(`rule "${rule.name}": "${field}" pattern ${JSON.stringify(match.source)} matches; it serves ${describePeerRule(rule)}`);
+    if (describeLimits(rule.limits) !== undefined) lines.push(`  its limits: ${describeLimits(rule.limits)}`);
     if (isDirectory)
       lines.push(`  a socket found there must match one of its "sockets" patterns: ${rule.sockets.map((p) => JSON.stringify(p.source)).join(', ')}`);
   }

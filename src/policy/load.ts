@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ExitCode, HelperError } from '../errors';
 import { closest } from '../closest';
+import { ruleLimits, type LimitsDocument, type RuleLimits } from '../limits';
 import { documentProblems, environmentProblems, type Problem } from './check';
 import { JsonSyntaxError, parseJson, pointerKeys, pointerToken, type Position } from './json';
 import { compilePattern } from './pattern';
@@ -32,6 +33,8 @@ export interface Rule {
   sockets: readonly Pattern[];
   directories: readonly Pattern[];
   peer: PeerRule;
+  /** What a session served under this rule may do (src/limits.ts). */
+  limits: RuleLimits;
 }
 
 export type LogFormat = 'text' | 'json';
@@ -67,7 +70,7 @@ interface PolicyDocument {
   sandbox?: { user?: string; seccomp?: 'kill' | 'log' };
   log?: { format?: LogFormat };
   telemetry?: { sentry?: { dsn: string; environment?: string; include?: SentryInclude[] } };
-  rules: { name: string; sockets: string[]; directories?: string[]; peer: { sameOwner?: boolean; uids?: number[]; gids?: number[] } }[];
+  rules: { name: string; sockets: string[]; directories?: string[]; peer: { sameOwner?: boolean; uids?: number[]; gids?: number[] }; limits?: LimitsDocument }[];
 }
 
 interface SchemaError {
@@ -316,6 +319,7 @@ function toPolicy(file: string, value: unknown): Policy {
       sockets: rule.sockets.map(pattern),
       directories: (rule.directories ?? []).map(pattern),
       peer: { sameOwner: rule.peer.sameOwner ?? true, uids: rule.peer.uids, gids: rule.peer.gids },
+      limits: ruleLimits(rule.limits),
     })),
   };
 }

@@ -227,6 +227,9 @@ Napi::Value OtherSocket(const Napi::CallbackInfo &info) {
   else if (kind == "raw-tcp") fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_TCP);
   else if (kind == "mptcp") fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 262 /* IPPROTO_MPTCP */);
   else if (kind == "rtnetlink") fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+
+  // IPPROTO_SMC (Linux 6.11+): SOL_TCP options reach an inner TCP socket.
+  else if (kind == "smc") fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 256 /* IPPROTO_SMC */);
   else return Fail(info.Env(), "unknown kind " + kind, EINVAL);
   if (fd < 0) return Fail(info.Env(), "socket " + kind, errno);
   return Napi::Number::New(info.Env(), fd);

@@ -45,7 +45,7 @@ export interface PasstDouble {
   roundTrip(fd: number, command: number, fds: readonly number[]): [number | null, number];
   repairState(fd: number): number;
   tcpSocket(family: 4 | 6): number;
-  otherSocket(kind: 'udp' | 'unix' | 'raw-tcp' | 'mptcp' | 'rtnetlink'): number;
+  otherSocket(kind: 'udp' | 'unix' | 'raw-tcp' | 'mptcp' | 'rtnetlink' | 'smc'): number;
   dumpConnection(fd: number): ConnectionState;
   restoreConnection(fd: number, state: ConnectionState): void;
 }

@@ -12,6 +12,8 @@ export const HELPER = path.join(ROOT, 'bin/passt-repair');
 export const TCP_REPAIR_ON = 1;
 export const TCP_REPAIR_OFF = 0;
 export const TCP_REPAIR_OFF_NO_WP = -1;
+/** What the helper sends before closing on any failure once connected (0x80 as passt's int8_t): never an echo of a command. */
+export const FAILURE_BYTE = -128;
 
 export interface HelperRun {
   child: ChildProcess;
