@@ -129,8 +129,8 @@ t.test('the schema refuses malformed limits with a located error (exit 2)', asyn
   const dir = temporaryDirectory();
   for (const [limits, message] of [
     [{ commands: ['TCP_REPAIR_FLIP'] }, /\/rules\/0\/limits\/commands\/0: expected one of "TCP_REPAIR_ON", "TCP_REPAIR_OFF", "TCP_REPAIR_OFF_NO_WP"/],
-    [{ maxSocketsPerRequest: 254 }, /\/rules\/0\/limits\/maxSocketsPerRequest: must be <= 253/],
-    [{ idleTimeout: 0 }, /\/rules\/0\/limits\/idleTimeout: must be > 0/],
+    [{ maxSocketsPerRequest: 254 }, /\/rules\/0\/limits\/maxSocketsPerRequest: expected at most 253, found 254/],
+    [{ idleTimeout: 0 }, /\/rules\/0\/limits\/idleTimeout: expected more than 0, found 0/],
     [{ sessionTimeouts: 1 }, /\/rules\/0\/limits\/sessionTimeouts: unknown key "sessionTimeouts"/],
   ] as const) {
     const policy = writePolicy(dir, { version: 1, rules: [{ name: 'limited', sockets: [`${dir}/*.repair`], peer: {}, limits }] });

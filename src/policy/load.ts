@@ -257,6 +257,10 @@ function schemaErrorLine(error: SchemaError, document: unknown): Problem {
       return { pointer: at, message: `expected at least ${String(p.limit)}, found ${JSON.stringify(valueAt(document, at))}` };
     case 'maximum':
       return { pointer: at, message: `expected at most ${String(p.limit)}, found ${JSON.stringify(valueAt(document, at))}` };
+    case 'exclusiveMinimum':
+      return { pointer: at, message: `expected more than ${String(p.limit)}, found ${JSON.stringify(valueAt(document, at))}` };
+    case 'exclusiveMaximum':
+      return { pointer: at, message: `expected less than ${String(p.limit)}, found ${JSON.stringify(valueAt(document, at))}` };
     default:
       return { pointer: at, message: error.message ?? error.keyword };
   }
