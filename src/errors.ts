@@ -11,13 +11,18 @@ export const enum ExitCode {
   Usage = 2,
 }
 
-/** A failure the helper reports with one line and an exit code. */
+/** A failure the helper reports with one line (or a few: a policy's schema errors) and an exit code. */
 export class HelperError extends Error {
+  /** The message's lines, each one line of the text audit log. */
+  readonly lines: readonly string[];
+
   constructor(
-    message: string,
+    message: string | readonly string[],
     readonly exitCode: ExitCode = ExitCode.Failure,
   ) {
-    super(message);
+    const lines = typeof message === 'string' ? [message] : message;
+    super(lines.join('\n'));
+    this.lines = lines;
   }
 }
 

@@ -113,7 +113,7 @@ function logFailure(error: unknown, run: Run): ExitCode {
     log.write('error', 'refused', message, { gate: error.gate, reason: error.message });
     Object.assign(failure, { gate: error.gate, message });
   } else if (error instanceof HelperError) {
-    log.write('error', 'error', error.message, { phase: run.phase, reason: error.message });
+    log.write('error', 'error', error.lines, { phase: run.phase, reason: error.message });
     Object.assign(failure, { message: error.message, exitCode: error.exitCode });
   } else {
     const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
@@ -166,7 +166,7 @@ async function main(invocation: Invocation): Promise<ExitCode> {
         loadPolicy(invocation.policyFile);
       } catch (error) {
         if (!(error instanceof HelperError)) throw error;
-        log.write('error', 'error', error.message, { phase: 'policy', reason: error.message });
+        log.write('error', 'error', error.lines, { phase: 'policy', reason: error.message });
         return ExitCode.Failure;
       }
       fs.writeSync(process.stdout.fd, `${invocation.policyFile}: valid\n`);
@@ -193,7 +193,7 @@ new Promise<Invocation>((resolve) => resolve(parseArguments(process.argv.slice(2
         if (error instanceof UsageError) {
           log.write('error', 'error', error.message, { reason: error.message });
           log.write('error', 'error', 'try "passt-repair --help"');
-        } else log.write('error', 'error', error.message, { phase: 'policy', reason: error.message });
+        } else log.write('error', 'error', error.lines, { phase: 'policy', reason: error.message });
         process.exitCode = error.exitCode;
       } else {
         const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);

@@ -53,7 +53,7 @@ export interface Policy {
 
 /** A policy that cannot be used: exit 2, connect nowhere. */
 export class PolicyError extends HelperError {
-  constructor(message: string) {
+  constructor(message: string | readonly string[]) {
     super(message, ExitCode.Usage);
   }
 }
@@ -181,7 +181,7 @@ export function parsePolicy(file: string, text: string): Policy {
       })
       .sort((a, b) => a.at.line - b.at.line || a.at.column - b.at.column)
       .map((line) => line.text);
-    throw new PolicyError([...new Set(lines)].join('\n'));
+    throw new PolicyError([...new Set(lines)]);
   }
   const document = value as PolicyDocument;
   const seen = new Set<string>();
