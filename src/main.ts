@@ -7,6 +7,7 @@ import { AuditLog } from './log';
 import { loadPolicy } from './policy';
 import { checkPeer } from './policy/peer';
 import { serve } from './protocol';
+import { chooseSandboxAccount, FALLBACK_ACCOUNT, SANDBOX_ACCOUNT } from './sandbox/account';
 import { dropToNetAdmin, dropToReachSocket } from './sandbox/capabilities';
 import { installSeccompFilter, loadAllowlist } from './sandbox/seccomp';
 import type { FailureReport, Reporter } from './telemetry/report';
@@ -57,16 +58,23 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
   run.known.paths.push(invocation.path, policy.file);
   if (policy.sandbox.seccomp === 'log')
     log.write('warning', 'warning', 'WARNING: seccomp is in LOG mode (policy "sandbox": {"seccomp": "log"}): forbidden system calls are only logged, not stopped. Never use this in production.');
-  // The forwarder starts while the helper still can start a process that
-  // then drops every privilege (src/telemetry/forwarder.ts).
+  const sandboxAccount = chooseSandboxAccount(policy.sandbox.user);
+  if (sandboxAccount.fallback && process.getuid!() === 0)
+    log.write(
+      'warning',
+      'warning',
+      `WARNING: no "${SANDBOX_ACCOUNT}" account: running as "${FALLBACK_ACCOUNT}", which other processes share: any of them can signal the helper or lower its limits. Create it (see passt-repair(1)).`,
+    );
+  // The forwarder starts while the helper still can give it the sandbox
+  // account's ids (src/telemetry/reporter.ts).
   if (policy.sentry !== undefined) {
     const { startReporter } = require('./telemetry/reporter') as typeof import('./telemetry/reporter');
-    run.reporter = startReporter(policy.sentry, policy.sandbox.user, version());
+    run.reporter = startReporter(policy.sentry, sandboxAccount.name, version());
   }
   const allowlist = loadAllowlist({ telemetry: run.reporter !== undefined });
 
   run.phase = 'capabilities';
-  const privileges = dropToReachSocket(policy.sandbox);
+  const privileges = dropToReachSocket(sandboxAccount.name);
   run.phase = 'connect';
   const connection = await connectToPasst(invocation.path, invocation.timeoutMs, policy, (line) => log.write('warning', 'warning', line));
   try {

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ExitCode, HelperError } from '../errors';
+import type { SandboxSettings } from '../sandbox/settings';
 import { JsonSyntaxError, parseJson, type Position } from './json';
 import { compilePattern } from './pattern';
 import { validatePolicySchema } from './validate.generated';
@@ -44,7 +45,7 @@ export interface SentrySettings {
 
 export interface Policy {
   file: string;
-  sandbox: { user: string; seccomp: 'kill' | 'log' };
+  sandbox: SandboxSettings;
   log: { format: LogFormat };
   /** Reporting to Sentry, when the policy opts in. */
   sentry: SentrySettings | undefined;
@@ -193,7 +194,7 @@ export function parsePolicy(file: string, text: string): Policy {
   const sentry = document.telemetry?.sentry;
   return {
     file,
-    sandbox: { user: document.sandbox?.user ?? 'nobody', seccomp: document.sandbox?.seccomp ?? 'kill' },
+    sandbox: { user: document.sandbox?.user, seccomp: document.sandbox?.seccomp ?? 'kill' },
     log: { format: document.log?.format ?? 'text' },
     sentry: sentry && { dsn: sentry.dsn, environment: sentry.environment ?? 'production', include: new Set(sentry.include ?? []) },
     rules: document.rules.map((rule) => ({
