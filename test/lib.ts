@@ -42,13 +42,9 @@ export function temporaryDirectory(): string {
 /**
  * A policy for the tests: any socket or directory under the temporary
  * directory, served to a peer that owns the socket file (the rule's default).
- * It names "nobody" as the sandbox account, so that a helper started as
- * root runs as uid 65534 without the fallback's warning whether or not the
- * machine has a passt-repair account (test/account.test.ts tests that).
  */
 export const TEST_POLICY = writePolicy(temporaryDirectory(), {
   version: 1,
-  sandbox: { user: 'nobody' },
   rules: [{ name: 'tests', sockets: [`${os.tmpdir()}/**`], directories: [`${os.tmpdir()}/**`], peer: {} }],
 });
 
