@@ -248,6 +248,9 @@ function makeRepairDirectory(parent: string, side: RoleName, unprivileged: boole
 function writePolicy(workDirectory: string, sourceSocketPath: string, targetDirectory: string, roleUid: number): string {
   const policy = {
     version: 1,
+    // The demo runs without the install step that creates the passt-repair
+    // account: it names nobody (a production policy names no account).
+    sandbox: { user: 'nobody' },
     rules: [
       { name: 'demo-source', sockets: [sourceSocketPath], peer: { uids: [roleUid] } },
       {

@@ -11,6 +11,8 @@ Napi::Value PendingSignalValue(const Napi::CallbackInfo &info);
 Napi::Value PeerCredentials(const Napi::CallbackInfo &info);
 Napi::Value ApplyCredentials(const Napi::CallbackInfo &info);
 Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info);
+Napi::Value ExportDenyList(const Napi::CallbackInfo &info);
+Napi::Value MakeNotDumpable(const Napi::CallbackInfo &info);
 Napi::Value SetNonBlocking(const Napi::CallbackInfo &info);
 Napi::Value MakePipe(const Napi::CallbackInfo &info);
 Napi::Value WaitWritable(const Napi::CallbackInfo &info);
@@ -25,6 +27,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerCredentials", Napi::Function::New(env, passt_repair::PeerCredentials));
   exports.Set("applyCredentials", Napi::Function::New(env, passt_repair::ApplyCredentials));
   exports.Set("installSeccompFilter", Napi::Function::New(env, passt_repair::InstallSeccompFilter));
+  exports.Set("exportDenyList", Napi::Function::New(env, passt_repair::ExportDenyList));
+  exports.Set("makeNotDumpable", Napi::Function::New(env, passt_repair::MakeNotDumpable));
   exports.Set("setNonBlocking", Napi::Function::New(env, passt_repair::SetNonBlocking));
   exports.Set("makePipe", Napi::Function::New(env, passt_repair::MakePipe));
   exports.Set("waitWritable", Napi::Function::New(env, passt_repair::WaitWritable));

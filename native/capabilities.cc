@@ -315,3 +315,18 @@ Napi::Value ApplyCredentials(const Napi::CallbackInfo &info) {
 }
 
 }  // namespace passt_repair
+
+namespace passt_repair {
+
+// makeNotDumpable(): see src/native.d.ts. For the telemetry forwarder,
+// started unprivileged (execve(2) made it dumpable again): it cannot use
+// applyCredentials, whose signals to its threads its filter denies.
+Napi::Value MakeNotDumpable(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  // prctl(2) PR_SET_DUMPABLE 0, for the whole process: no core dump, no
+  // ptrace attach by another process of its uid, /proc/PID files owned by root.
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) ThrowFailure(env, "NOT_DUMPABLE_FAILED", errno);
+  return env.Undefined();
+}
+
+}  // namespace passt_repair

@@ -21,18 +21,86 @@
 // too low for the runtime to start or for a full batch of passt's sockets
 // (check_resource_limits), and ignores SIGXFSZ (ignore_file_size_signal).
 //
+// passt-repair-launcher --seccomp-fd=N NODE ARGS...: the same, for the
+// telemetry forwarder (src/telemetry/reporter.ts), which the helper starts
+// already under the sandbox account (see enter_forwarder_sandbox below).
+//
 // Built beside the addon (binding.gyp); started by bin/passt-repair.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define JOURNAL_STREAM_PREFIX "JOURNAL_STREAM="
+#define SECCOMP_FD_OPTION "--seccomp-fd="
+
+// The telemetry forwarder's sandbox, entered before its runtime runs a single
+// instruction: the helper started this process with the sandbox account's
+// uid and gid (libuv dropped the supplementary groups and called setgid(2)
+// and setuid(2) before execve(2), which emptied the capability sets), and
+// passes its filter, built from seccomp/forwarder.policy, as a BPF program on
+// descriptor `fd`. Returns 0, or -1 having said why.
+static int enter_forwarder_sandbox(int fd) {
+	// getresuid(2), getresgid(2), getgroups(2): refuse to go on as root: a
+	// uid 0 would get every capability back at the next execve(2).
+	uid_t ruid, euid, suid;
+	gid_t rgid, egid, sgid, groups[64];
+	int count = getgroups(64, groups);
+	if (getresuid(&ruid, &euid, &suid) < 0 || getresgid(&rgid, &egid, &sgid) < 0 || count < 0 ||
+	    ruid == 0 || euid == 0 || suid == 0 || rgid == 0 || egid == 0 || sgid == 0) {
+		fprintf(stderr, "passt-repair (telemetry forwarder): refusing to start with uid or gid 0\n");
+		return -1;
+	}
+	for (int i = 0; i < count; i++)
+		if (groups[i] == 0) {
+			fprintf(stderr, "passt-repair (telemetry forwarder): refusing to start with group 0\n");
+			return -1;
+		}
+	// capset(2) with every set empty: a helper started without root but with
+	// CAP_NET_ADMIN inheritable and ambient would pass it through execve(2)
+	// (the ambient set, which must stay within the other two, empties too).
+	// prctl(2) PR_SET_NO_NEW_PRIVS: nothing executed from here on gains a
+	// privilege, and an unprivileged process may install a filter.
+	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = { { 0, 0, 0 } };
+	if (syscall(SYS_capset, &header, none) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		fprintf(stderr, "passt-repair (telemetry forwarder): cannot drop its capabilities or set NO_NEW_PRIVS: %s\n", strerror(errno));
+		return -1;
+	}
+	// read(2) the whole program: at most BPF_MAXINSNS instructions, and
+	// one byte more to see that nothing was left.
+	static struct sock_filter program[BPF_MAXINSNS + 1];
+	size_t size = 0;
+	for (;;) {
+		ssize_t got = read(fd, (char *)program + size, sizeof(program) - size);
+		if (got < 0 && errno == EINTR) continue;
+		if (got <= 0) break;
+		size += (size_t)got;
+	}
+	close(fd);
+	if (size == 0 || size % sizeof(struct sock_filter) != 0 || size > BPF_MAXINSNS * sizeof(struct sock_filter)) {
+		fprintf(stderr, "passt-repair (telemetry forwarder): descriptor %d holds no valid seccomp program (%zu bytes)\n", fd, size);
+		return -1;
+	}
+	// seccomp(2) SECCOMP_SET_MODE_FILTER: this process has one thread, and
+	// every thread the runtime starts inherits the filter.
+	struct sock_fprog filter = { .len = (unsigned short)(size / sizeof(struct sock_filter)), .filter = program };
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter) < 0) {
+		fprintf(stderr, "passt-repair (telemetry forwarder): cannot install its seccomp filter: %s\n", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
 
 // A caller's leaked descriptors (a file, an rtnetlink socket that CAP_NET_ADMIN
 // makes powerful) would stay open through every gate, usable by any code that
@@ -97,8 +165,13 @@ static int ignore_file_size_signal(void) {
 }
 
 int main(int argc, char **argv) {
+	if (argc > 2 && strncmp(argv[1], SECCOMP_FD_OPTION, strlen(SECCOMP_FD_OPTION)) == 0) {
+		if (enter_forwarder_sandbox(atoi(argv[1] + strlen(SECCOMP_FD_OPTION))) < 0) return 1;
+		argv++;
+		argc--;
+	}
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s PROGRAM [ARGUMENT...]\n", argv[0]);
+		fprintf(stderr, "usage: %s [--seccomp-fd=N] PROGRAM [ARGUMENT...]\n", argv[0]);
 		return 2;
 	}
 	if (close_inherited_descriptors() < 0 || check_resource_limits() < 0 || ignore_file_size_signal() < 0) return 1;

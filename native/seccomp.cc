@@ -1,8 +1,9 @@
 // Gate 3's system calls: the seccomp filter, built with libseccomp from the
 // allowlist in seccomp/ (parsed and checked in src/sandbox/seccomp.ts) and
-// installed on every thread at once. The same call builds the telemetry
+// installed on every thread at once. The same rules build the telemetry
 // forwarder's filter, a deny list on top of "allow everything else"
-// (seccomp/forwarder.policy, mode "allow").
+// (seccomp/forwarder.policy, mode "allow"), exported as a BPF program for
+// the launcher to install before the forwarder's runtime starts.
 #include <seccomp.h>
 
 #include <cerrno>
@@ -47,23 +48,9 @@ uint32_t DefaultAction(const std::string &mode) {
   return SCMP_ACT_KILL_PROCESS;
 }
 
-}  // namespace
-
-// installSeccompFilter(rules, mode): see src/native.d.ts.
-Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  const Napi::Array rules = info[0].As<Napi::Array>();
-  const std::string mode = info[1].As<Napi::String>().Utf8Value();
-  const bool deny_list = mode == "allow";
-
-  // Everything not allowed below ends the whole process (SIGSYS), or in the
-  // administrator's log mode is allowed and logged by the kernel; in "allow"
-  // mode everything not denied below is allowed.
-  FilterContext filter(DefaultAction(mode));
-  if (!filter.get()) {
-    ThrowFailure(env, "SECCOMP_INIT_FAILED", 0);
-    return env.Undefined();
-  }
+// Adds `rules` to `filter`, which was made with DefaultAction(mode). On a
+// failure it has thrown and returns false.
+bool AddRules(Napi::Env env, const FilterContext &filter, const Napi::Array &rules, bool deny_list) {
   // A call through another ABI (i386's int 0x80, x32) has other numbers and
   // would miss every rule: a deny list would let it through, and an
   // allowlist's default would kill only the calling thread. libseccomp sends
@@ -71,16 +58,8 @@ Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info) {
   int error = seccomp_attr_set(filter.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
   if (error < 0) {
     ThrowFailure(env, "SECCOMP_ATTRIBUTE_FAILED", -error);
-    return env.Undefined();
+    return false;
   }
-  // Installed on every thread of the process in one step (SECCOMP_FILTER_FLAG_TSYNC),
-  // which fails if any thread cannot take it.
-  error = seccomp_attr_set(filter.get(), SCMP_FLTATR_CTL_TSYNC, 1);
-  if (error < 0) {
-    ThrowFailure(env, "SECCOMP_ATTRIBUTE_FAILED", -error);
-    return env.Undefined();
-  }
-
   for (uint32_t i = 0; i < rules.Length(); i++) {
     const Napi::Object rule = rules.Get(i).As<Napi::Object>();
     const std::string name = rule.Get("syscall").As<Napi::String>().Utf8Value();
@@ -88,12 +67,12 @@ Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info) {
     const int number = seccomp_syscall_resolve_name(name.c_str());
     if (number == __NR_SCMP_ERROR) {
       ThrowForRule(env, "UNKNOWN_SYSCALL", 0, name, line, i);
-      return env.Undefined();
+      return false;
     }
     const Napi::Array conditions = rule.Get("args").As<Napi::Array>();
     if (conditions.Length() > 6) {
       ThrowForRule(env, "TOO_MANY_CONDITIONS", 0, name, line, i);
-      return env.Undefined();
+      return false;
     }
     // A "deny" rule refuses the call with an errno: it does nothing, and the
     // process lives on (see seccomp/allowlist.policy for which calls and why).
@@ -101,7 +80,7 @@ Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info) {
     if (deny_list && !deny) {
       // Allowing is what a deny list does by default: such a line says nothing.
       ThrowForRule(env, "ALLOW_RULE_IN_DENY_LIST", 0, name, line, i);
-      return env.Undefined();
+      return false;
     }
     const uint32_t action = deny ? SCMP_ACT_ERRNO(rule.Get("deny").As<Napi::Number>().Uint32Value()) : SCMP_ACT_ALLOW;
     // Every condition is "argument N equals VALUE" (or, on a deny rule,
@@ -131,15 +110,66 @@ Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info) {
     error = seccomp_rule_add_exact_array(filter.get(), action, number, conditions.Length(), compare);
     if (error < 0) {
       ThrowForRule(env, "SECCOMP_RULE_FAILED", -error, name, line, i);
-      return env.Undefined();
+      return false;
     }
   }
+  return true;
+}
+
+}  // namespace
+
+// installSeccompFilter(rules, mode): see src/native.d.ts.
+Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const Napi::Array rules = info[0].As<Napi::Array>();
+  const std::string mode = info[1].As<Napi::String>().Utf8Value();
+
+  // Everything not allowed below ends the whole process (SIGSYS), or in the
+  // administrator's log mode is allowed and logged by the kernel; in "allow"
+  // mode everything not denied below is allowed.
+  FilterContext filter(DefaultAction(mode));
+  if (!filter.get()) {
+    ThrowFailure(env, "SECCOMP_INIT_FAILED", 0);
+    return env.Undefined();
+  }
+  // Installed on every thread of the process in one step (SECCOMP_FILTER_FLAG_TSYNC),
+  // which fails if any thread cannot take it.
+  int error = seccomp_attr_set(filter.get(), SCMP_FLTATR_CTL_TSYNC, 1);
+  if (error < 0) {
+    ThrowFailure(env, "SECCOMP_ATTRIBUTE_FAILED", -error);
+    return env.Undefined();
+  }
+  if (!AddRules(env, filter, rules, mode == "allow")) return env.Undefined();
 
   // seccomp(2) SECCOMP_SET_MODE_FILTER with TSYNC, after PR_SET_NO_NEW_PRIVS
   // (libseccomp's default, already set by gate 2).
   error = seccomp_load(filter.get());
   if (error < 0) {
     ThrowFailure(env, "SECCOMP_LOAD_FAILED", -error);
+    return env.Undefined();
+  }
+  return env.Undefined();
+}
+
+// exportDenyList(rules, fd): see src/native.d.ts. The telemetry forwarder's
+// filter, built here while the helper is privileged and installed by the
+// launcher before the forwarder's runtime starts (native/launcher.c).
+Napi::Value ExportDenyList(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const Napi::Array rules = info[0].As<Napi::Array>();
+  const int fd = info[1].As<Napi::Number>().Int32Value();
+
+  FilterContext filter(DefaultAction("allow"));
+  if (!filter.get()) {
+    ThrowFailure(env, "SECCOMP_INIT_FAILED", 0);
+    return env.Undefined();
+  }
+  if (!AddRules(env, filter, rules, true)) return env.Undefined();
+  // write(2) of the BPF program (struct sock_filter[]) to `fd`; the caller
+  // owns and closes it.
+  const int error = seccomp_export_bpf(filter.get(), fd);
+  if (error < 0) {
+    ThrowFailure(env, "SECCOMP_EXPORT_FAILED", -error);
     return env.Undefined();
   }
   return env.Undefined();

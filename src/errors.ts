@@ -15,14 +15,19 @@ export const enum ExitCode {
 /** Plus the signal's number: stopped cleanly by SIGHUP (129), SIGINT (130) or SIGTERM (143). */
 export const SIGNAL_EXIT_BASE = 128;
 
-/** A failure the helper reports with one line and an exit code. */
+/** A failure the helper reports with one line (or a few: a policy's schema errors) and an exit code. */
 export class HelperError extends Error {
+  /** The message's lines, each one line of the text audit log. */
+  readonly lines: readonly string[];
+
   constructor(
-    message: string,
+    message: string | readonly string[],
     /** An ExitCode, or SIGNAL_EXIT_BASE + N (Stopped). */
     readonly exitCode: number = ExitCode.Failure,
   ) {
-    super(message);
+    const lines = typeof message === 'string' ? [message] : message;
+    super(lines.join('\n'));
+    this.lines = lines;
   }
 }
 

@@ -5,11 +5,12 @@ import { connectToPasst } from './connect';
 import { native } from './addon';
 import { ExitCode, GATE_NUMBERS, HelperError, Refusal, SIGNAL_EXIT_BASE, Stopped, UsageError, type Phase } from './errors';
 import { describeLimits } from './limits';
-import { AuditLog, type Fields } from './log';
+import { AuditLog } from './log';
 import { writeAnswer } from './output';
 import { loadPolicy } from './policy';
 import { checkPeer } from './policy/peer';
 import { serve } from './protocol';
+import { chooseSandboxAccount, FALLBACK_ACCOUNT, SANDBOX_ACCOUNT } from './sandbox/account';
 import { dropToNetAdmin, dropToReachSocket } from './sandbox/capabilities';
 import { assertNoInheritedDescriptors } from './sandbox/descriptors';
 import { installSeccompFilter, loadAllowlist } from './sandbox/seccomp';
@@ -23,16 +24,6 @@ function version(): string {
 }
 
 const log = new AuditLog('text');
-
-/**
- * Logs an error whose message may span lines (a policy's problems, one a
- * line; a stack): each line is an event of its own, so that every line of
- * the text log carries the "passt-repair:" prefix and every JSON record
- * stays one line.
- */
-function logError(event: 'error' | 'refused', message: string, fields: Fields = {}): void {
-  for (const line of message.split('\n')) log.write('error', event, line, 'reason' in fields ? { ...fields, reason: line } : fields);
-}
 
 /** What a serving run has done so far: the audit log's end line and the failure reports draw on it. */
 interface Run {
@@ -79,16 +70,23 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
   run.known.paths.push(invocation.path, policy.file);
   if (policy.sandbox.seccomp === 'log')
     log.write('warning', 'warning', 'WARNING: seccomp is in LOG mode (policy "sandbox": {"seccomp": "log"}): forbidden system calls are only logged, not stopped. Never use this in production.');
-  // The forwarder starts while the helper still can start a process that
-  // then drops every privilege (src/telemetry/forwarder.ts).
+  const sandboxAccount = chooseSandboxAccount(policy.sandbox.user);
+  if (sandboxAccount.fallback && process.getuid!() === 0)
+    log.write(
+      'warning',
+      'warning',
+      `WARNING: no "${SANDBOX_ACCOUNT}" account: running as "${FALLBACK_ACCOUNT}", which other processes share: any of them can signal the helper or lower its limits. Create it (see passt-repair(1)).`,
+    );
+  // The forwarder starts while the helper still can give it the sandbox
+  // account's ids (src/telemetry/reporter.ts).
   if (policy.sentry !== undefined) {
     const { startReporter } = require('./telemetry/reporter') as typeof import('./telemetry/reporter');
-    run.reporter = startReporter(policy.sentry, policy.sandbox.user, version());
+    run.reporter = startReporter(policy.sentry, sandboxAccount.name, version());
   }
   const allowlist = loadAllowlist({ telemetry: run.reporter !== undefined });
 
   run.phase = 'capabilities';
-  const privileges = dropToReachSocket(policy.sandbox);
+  const privileges = dropToReachSocket(sandboxAccount.name);
   run.phase = 'connect';
   const connection = await untilSignalled(connectToPasst(invocation.path, invocation.timeoutMs, policy, (line) => log.write('warning', 'warning', line)));
   const connectedMs = process.uptime() * 1e3;
@@ -159,14 +157,14 @@ function logFailure(error: unknown, run: Run): number {
   if (error instanceof Refusal) {
     const number = GATE_NUMBERS[error.gate];
     const message = number === undefined ? error.message : `gate ${number} (${error.gate}) refused: ${error.message}`;
-    logError('refused', message, { gate: error.gate, reason: error.message });
+    log.write('error', 'refused', message, { gate: error.gate, reason: error.message });
     Object.assign(failure, { gate: error.gate, message });
   } else if (error instanceof HelperError) {
-    logError('error', error.message, { phase: run.phase, reason: error.message });
+    log.write('error', 'error', error.lines, { phase: run.phase, reason: error.message });
     Object.assign(failure, { message: error.message, exitCode: error.exitCode });
   } else {
     const { reason, message, type, stack } = internalError(error);
-    logError('error', reason, { phase: run.phase, reason });
+    log.write('error', 'error', reason.split('\n'), { phase: run.phase, reason });
     Object.assign(failure, { level: 'fatal', message, error: { type, stack } });
   }
   run.reporter?.report(failure);
@@ -225,7 +223,7 @@ async function main(invocation: Invocation): Promise<number> {
         loadPolicy(invocation.policyFile);
       } catch (error) {
         if (!(error instanceof HelperError)) throw error;
-        logError('error', error.message, { phase: 'policy', reason: error.message });
+        log.write('error', 'error', error.lines, { phase: 'policy', reason: error.message });
         return ExitCode.Failure;
       }
       writeAnswer(`${invocation.policyFile}: valid\n`);
@@ -253,13 +251,13 @@ new Promise<Invocation>((resolve) => resolve(parseArguments(process.argv.slice(2
     (error: unknown) => {
       if (error instanceof HelperError) {
         if (error instanceof UsageError) {
-          logError('error', error.message, { reason: error.message });
+          log.write('error', 'error', error.lines, { reason: error.message });
           log.write('error', 'error', 'try "passt-repair --help"');
-        } else logError('error', error.message, { phase: 'policy', reason: error.message });
+        } else log.write('error', 'error', error.lines, { phase: 'policy', reason: error.message });
         process.exitCode = error.exitCode;
       } else {
         const { reason } = internalError(error);
-        logError('error', reason, { phase: 'internal', reason });
+        log.write('error', 'error', reason.split('\n'), { phase: 'internal', reason });
         process.exitCode = ExitCode.Failure;
       }
     },

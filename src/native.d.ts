@@ -110,6 +110,15 @@ export interface Native {
    */
   installSeccompFilter(rules: readonly SeccompRule[], mode: 'kill' | 'log' | 'allow'): void;
   /**
+   * Builds the deny list `rules` as installSeccompFilter does in mode
+   * "allow" and writes it to `fd` as a BPF program (struct sock_filter[]),
+   * for native/launcher.c's --seccomp-fd to install before a runtime
+   * starts. Throws as installSeccompFilter does, or SECCOMP_EXPORT_FAILED.
+   */
+  exportDenyList(rules: readonly SeccompRule[], fd: number): void;
+  /** prctl(PR_SET_DUMPABLE, 0) for the whole process (the telemetry forwarder). */
+  makeNotDumpable(): void;
+  /**
    * Sets O_NONBLOCK on `fd` (native/descriptors.cc). Returns true if it was
    * clear before.
    */

@@ -175,7 +175,7 @@ t.test('every thread is reached, however many: libuv\'s thread pool and a worker
       await fs.promises.readFile('/etc/hostname');
       const worker = new Worker('setInterval(() => {}, 1000)', { eval: true });
       await new Promise((resolve) => worker.once('online', resolve));
-      const privileges = gate.dropToReachSocket({ user: 'nobody', seccomp: 'kill' });
+      const privileges = gate.dropToReachSocket('nobody');
       gate.dropToNetAdmin(privileges);
       process.stdout.write(String(fs.readdirSync('/proc/self/task').length));
       process.exit(0);

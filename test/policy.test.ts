@@ -23,7 +23,8 @@ function refusal(text: string): string {
 
 t.test('a minimal policy gets the documented defaults', async (t) => {
   const policy = parsePolicy('p.json', JSON.stringify({ version: 1, rules: [rule] }));
-  t.same(policy.sandbox, { user: 'nobody', seccomp: 'kill' });
+  // No account named: chosen at start (src/sandbox/account.ts, test/account.test.ts).
+  t.same(policy.sandbox, { user: undefined, seccomp: 'kill' });
   t.same(policy.rules[0]!.peer, { sameOwner: true, uids: undefined, gids: undefined });
   t.same(policy.rules[0]!.directories, []);
   const full = parsePolicy('p.json', JSON.stringify({ version: 1, sandbox: { user: 'passt-repair', seccomp: 'log' }, rules: [{ ...rule, peer: { sameOwner: false, uids: [1], gids: [2] } }] }));

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import { native } from '../addon';
 import { systemMessage } from '../errors';
 import type { LogFormat } from '../policy';
+import { escapeLine } from './escape';
 import { NonBlockingWriter } from './writer';
 
 export type Level = 'info' | 'warning' | 'error';
@@ -76,16 +77,21 @@ export class AuditLog {
     return failure.code === 'EFBIG' ? `${reason}: the file-size limit (RLIMIT_FSIZE, ulimit -f) is reached` : reason;
   }
 
-  write(level: Level, event: LogEvent, message: string, fields: Fields = {}): void {
+  /**
+   * Writes one event. `message` is one line, or several (a policy's schema
+   * errors, one a line like a compiler's); in the text format each is
+   * escaped (escape.ts), so no value in it can start a line of its own.
+   */
+  write(level: Level, event: LogEvent, message: string | readonly string[], fields: Fields = {}): void {
+    const messageLines = typeof message === 'string' ? [message] : message;
     let lines: string[];
     if (this.#format === 'json') {
       const record: Record<string, unknown> = { time: new Date().toISOString(), level, event };
       for (const [name, value] of Object.entries(fields)) if (value !== undefined) record[name] = value;
-      record.message = message;
+      record.message = messageLines.join('\n');
       lines = [JSON.stringify(record)];
     } else {
-      // A policy's schema errors come one a line, like a compiler's.
-      lines = `passt-repair: ${message}`.split('\n');
+      lines = messageLines.map((line) => `passt-repair: ${escapeLine(line)}`);
     }
     const prefix = this.#journal ? `<${PRIORITIES[level]}>` : '';
     this.#writer.write(lines.map((line) => `${prefix}${line}\n`).join(''));

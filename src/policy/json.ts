@@ -36,6 +36,13 @@ export function pointerKeys(pointer: string): string[] {
     .map((token) => token.replace(/~1/g, '/').replace(/~0/g, '~'));
 }
 
+/**
+ * How deep arrays and objects may nest. A policy needs 4 levels; the limit
+ * keeps the recursive parser (and the schema validator after it) far from
+ * the runtime's stack limit, which a deeply nested file would otherwise hit.
+ */
+export const MAX_NESTING_DEPTH = 64;
+
 export function parseJson(text: string): ParsedJson {
   const positions = new Map<string, Position>();
   let index = 0;
@@ -115,10 +122,11 @@ export function parseJson(text: string): ParsedJson {
     return Number(match![0]);
   }
 
-  function parseValue(pointer: string): unknown {
+  function parseValue(pointer: string, depth: number): unknown {
     skipWhitespace();
     if (!positions.has(pointer)) positions.set(pointer, here());
     const c = text[index];
+    if ((c === '{' || c === '[') && depth >= MAX_NESTING_DEPTH) fail(`nested deeper than ${MAX_NESTING_DEPTH} levels`);
     if (c === '{') {
       index++;
       const object: Record<string, unknown> = {};
@@ -141,7 +149,7 @@ export function parseJson(text: string): ParsedJson {
         skipWhitespace();
         expect(':');
         // defineProperty: a key named "__proto__" is data, never a prototype.
-        Object.defineProperty(object, key, { value: parseValue(`${pointer}/${pointerToken(key)}`), enumerable: true, writable: true, configurable: true });
+        Object.defineProperty(object, key, { value: parseValue(`${pointer}/${pointerToken(key)}`, depth + 1), enumerable: true, writable: true, configurable: true });
         skipWhitespace();
         if (text[index] === ',') {
           skipComma('}');
@@ -160,7 +168,7 @@ export function parseJson(text: string): ParsedJson {
         return array;
       }
       for (;;) {
-        array.push(parseValue(`${pointer}/${array.length}`));
+        array.push(parseValue(`${pointer}/${array.length}`, depth + 1));
         skipWhitespace();
         if (text[index] === ',') {
           skipComma(']');
@@ -180,7 +188,7 @@ export function parseJson(text: string): ParsedJson {
     return parseNumber();
   }
 
-  const value = parseValue('');
+  const value = parseValue('', 0);
   skipWhitespace();
   if (index < text.length) fail(`expected the end of the file, found ${describeNext()}`);
   return { value, positions };

@@ -9,6 +9,7 @@ import { ExitCode, HelperError } from '../errors';
 import { closest } from '../closest';
 import { ruleLimits, type LimitsDocument, type RuleLimits } from '../limits';
 import { documentProblems, environmentProblems, type Problem } from './check';
+import type { SandboxSettings } from '../sandbox/settings';
 import { JsonSyntaxError, parseJson, pointerKeys, pointerToken, type Position } from './json';
 import { compilePattern } from './pattern';
 import { validatePolicySchema } from './validate.generated';
@@ -50,7 +51,7 @@ export interface SentrySettings {
 
 export interface Policy {
   file: string;
-  sandbox: { user: string; seccomp: 'kill' | 'log' };
+  sandbox: SandboxSettings;
   log: { format: LogFormat };
   /** Reporting to Sentry, when the policy opts in. */
   sentry: SentrySettings | undefined;
@@ -59,7 +60,7 @@ export interface Policy {
 
 /** A policy that cannot be used: exit 2, connect nowhere. */
 export class PolicyError extends HelperError {
-  constructor(message: string) {
+  constructor(message: string | readonly string[]) {
     super(message, ExitCode.Usage);
   }
 }
@@ -289,7 +290,7 @@ function report(file: string, positions: Map<string, Position>, problems: readon
     .map((problem) => located(file, positions, problem))
     .sort((a, b) => a.at.line - b.at.line || a.at.column - b.at.column)
     .map((line) => line.text);
-  return new PolicyError([...new Set(lines)].join('\n'));
+  return new PolicyError([...new Set(lines)]);
 }
 
 /** Parses policy text and lists every problem the schema and the checks of check.ts find in it. */
@@ -315,7 +316,7 @@ function toPolicy(file: string, value: unknown): Policy {
   const sentry = document.telemetry?.sentry;
   return {
     file,
-    sandbox: { user: document.sandbox?.user ?? 'nobody', seccomp: document.sandbox?.seccomp ?? 'kill' },
+    sandbox: { user: document.sandbox?.user, seccomp: document.sandbox?.seccomp ?? 'kill' },
     log: { format: document.log?.format ?? 'text' },
     sentry: sentry && { dsn: sentry.dsn, environment: sentry.environment ?? 'production', include: new Set(sentry.include ?? []) },
     rules: document.rules.map((rule) => ({

@@ -12,6 +12,30 @@ export interface Account {
   groups: number[];
 }
 
+/**
+ * The helper's own system account, created by the install step
+ * (bin/passt-repair-install-policy, a package's postinst). No other process
+ * runs as it, so none can signal the helper or lower its limits.
+ */
+export const SANDBOX_ACCOUNT = 'passt-repair';
+/** The account used when SANDBOX_ACCOUNT does not exist, with a warning: shared with other daemons. */
+export const FALLBACK_ACCOUNT = 'nobody';
+
+/** The sandbox account's name, and whether it is the shared fallback. */
+export interface SandboxAccountChoice {
+  name: string;
+  fallback: boolean;
+}
+
+/**
+ * The account the policy names; without one, SANDBOX_ACCOUNT when it
+ * exists, else FALLBACK_ACCOUNT (`fallback` true: the caller warns).
+ */
+export function chooseSandboxAccount(user: string | undefined, passwd = '/etc/passwd'): SandboxAccountChoice {
+  if (user !== undefined) return { name: user, fallback: false };
+  return fields(passwd, SANDBOX_ACCOUNT) === undefined ? { name: FALLBACK_ACCOUNT, fallback: true } : { name: SANDBOX_ACCOUNT, fallback: false };
+}
+
 function fields(file: string, wanted: string): string[] | undefined {
   for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
     const columns = line.split(':');

@@ -12,7 +12,6 @@ import { native } from '../addon';
 import { HelperError, isNativeFailure, systemMessage } from '../errors';
 import type { CredentialChange } from '../native.d';
 import { type Account, lookUpAccount } from './account';
-import type { SandboxSettings } from './settings';
 
 // linux/capability.h
 /** tgkill(2)'s errno when no real-time signal can be queued. */
@@ -148,7 +147,7 @@ function verifyEveryThread(expected: Omit<ThreadCredentials, 'tid' | 'seccomp'>,
  * CAP_SETGID and CAP_SETPCAP, when the ids must change). Securebits are set
  * and locked and the bounding set shrinks when CAP_SETPCAP allows.
  */
-export function dropToReachSocket(settings: SandboxSettings): Privileges {
+export function dropToReachSocket(user: string): Privileges {
   const [start] = readThreads().filter((thread) => thread.tid === process.pid);
   if (!start) throw new HelperError('cannot read the main thread in /proc/self/task');
   const held = (cap: number): boolean => (start.permitted & (1n << BigInt(cap))) !== 0n;
@@ -156,7 +155,7 @@ export function dropToReachSocket(settings: SandboxSettings): Privileges {
     throw new HelperError('started without CAP_NET_ADMIN, which TCP_REPAIR needs: run it as root or with CAP_NET_ADMIN as an ambient capability');
 
   const privileged = [...start.uids, ...start.gids, ...start.groups].includes(0);
-  const account = privileged ? lookUpAccount(settings.user) : null;
+  const account = privileged ? lookUpAccount(user) : null;
   if (account && !(held(CAP_SETUID) && held(CAP_SETGID) && held(CAP_SETPCAP)))
     throw new HelperError(
       `runs with uid, gid or group 0 but without CAP_SETUID, CAP_SETGID and CAP_SETPCAP: cannot become "${account.name}" keeping CAP_NET_ADMIN`,
@@ -229,44 +228,22 @@ export function dropToNetAdmin(privileges: Privileges): void {
 }
 
 /**
- * The telemetry forwarder's one step (src/telemetry/forwarder.ts), before
- * it loads anything else: every thread keeps no capability at all, in any
- * set; a process that ran with uid, gid or group 0 becomes `settings.user`
- * (the sandbox account, as the helper does), any other keeps its ids. With
- * CAP_SETPCAP the securebits are set and locked and the bounding set is
- * emptied. NO_NEW_PRIVS on every thread, not dumpable. Verified on every
- * thread; it never leaves a thread with uid 0.
+ * The telemetry forwarder's check of itself (src/telemetry/sandbox.ts):
+ * the helper starts it with no capability, without uid, gid or group 0,
+ * with NO_NEW_PRIVS and under its filter (src/telemetry/reporter.ts,
+ * native/launcher.c). Every thread must show exactly that; the bounding set
+ * stays as it was (emptying it takes CAP_SETPCAP, and with NO_NEW_PRIVS it
+ * grants nothing).
  */
-export function dropEverything(settings: Pick<SandboxSettings, 'user'>): void {
-  const [start] = readThreads().filter((thread) => thread.tid === process.pid);
-  if (!start) throw new HelperError('cannot read the main thread in /proc/self/task');
-  const held = (cap: number): boolean => (start.permitted & (1n << BigInt(cap))) !== 0n;
-  const privileged = [...start.uids, ...start.gids, ...start.groups].includes(0);
-  const account = privileged ? lookUpAccount(settings.user) : null;
-  if (account && !(held(CAP_SETUID) && held(CAP_SETGID) && held(CAP_SETPCAP)))
-    throw new HelperError(`runs with uid, gid or group 0 but without CAP_SETUID, CAP_SETGID and CAP_SETPCAP: cannot become "${account.name}"`);
-  const setpcap = held(CAP_SETPCAP);
-  apply({
-    keep: [],
-    lastCapability: lastCapability(),
-    lockSecurebits: setpcap,
-    dropBoundingSet: setpcap,
-    ids: account && { uid: account.uid, gid: account.gid, groups: account.groups },
-  });
-  const uids = account ? [account.uid, account.uid, account.uid, account.uid] : start.uids;
-  if (uids.includes(0)) throw new HelperError('would keep uid 0');
-  verifyEveryThread(
-    {
-      inheritable: 0n,
-      permitted: 0n,
-      effective: 0n,
-      bounding: setpcap ? 0n : start.bounding,
-      ambient: 0n,
-      uids,
-      gids: account ? [account.gid, account.gid, account.gid, account.gid] : start.gids,
-      groups: account ? account.groups : [...start.groups].sort((a, b) => a - b),
-      noNewPrivs: 1,
-    },
-    false,
-  );
+export function verifyUnprivileged(): void {
+  for (const thread of readThreads()) {
+    const wrong = (what: string, found: unknown): never => {
+      throw new HelperError(`thread ${thread.tid} is privileged: ${what} is ${String(found)}`);
+    };
+    for (const set of ['inheritable', 'permitted', 'effective', 'ambient'] as const)
+      if (thread[set] !== 0n) wrong(`its ${set} capability set`, `0x${thread[set].toString(16)}`);
+    if ([...thread.uids, ...thread.gids, ...thread.groups].includes(0)) wrong('Uid, Gid or Groups', [thread.uids, thread.gids, thread.groups].join(' / '));
+    if (thread.noNewPrivs !== 1) wrong('NoNewPrivs', thread.noNewPrivs);
+    if (thread.seccomp !== 2) wrong('Seccomp', thread.seccomp);
+  }
 }

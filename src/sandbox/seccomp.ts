@@ -16,8 +16,10 @@ export const SECCOMP_DIRECTORY = path.resolve(__dirname, '../../../seccomp');
 export const ALLOWLIST = path.join(SECCOMP_DIRECTORY, 'allowlist.policy');
 /** What the helper's allowlist gains when the telemetry forwarder exists. */
 export const TELEMETRY_ALLOWLIST = path.join(SECCOMP_DIRECTORY, 'telemetry.policy');
-/** The telemetry forwarder's deny list (src/telemetry/forwarder.ts). */
+/** The telemetry forwarder's deny list (src/telemetry/forwarder.ts), installed by its launcher. */
 export const FORWARDER_DENYLIST = path.join(SECCOMP_DIRECTORY, 'forwarder.policy');
+/** What the forwarder itself adds once its runtime runs: no execve. */
+export const FORWARDER_EXEC_DENYLIST = path.join(SECCOMP_DIRECTORY, 'forwarder-exec.policy');
 
 /** The names an argument filter may use, with the kernel's values (x86_64 and every other Linux). */
 const CONSTANTS: Readonly<Record<string, bigint>> = {
@@ -30,8 +32,16 @@ const CONSTANTS: Readonly<Record<string, bigint>> = {
   TCP_REPAIR: 19n,
   F_GETFL: 3n,
   F_SETFL: 4n,
+  F_SETOWN: 8n,
+  F_SETSIG: 10n,
+  F_SETOWN_EX: 15n,
+  F_SETLEASE: 1024n,
+  F_NOTIFY: 1026n,
   TCGETS: 0x5401n,
   TCSETS: 0x5402n,
+  TIOCSPGRP: 0x5410n,
+  FIOSETOWN: 0x8901n,
+  SIOCSPGRP: 0x8902n,
   AF_UNIX: 1n,
   PRIO_PROCESS: 0n,
   IOPRIO_WHO_PROCESS: 1n,
@@ -139,6 +149,11 @@ export function loadForwarderDenyList(): PolicyRule[] {
   return loadSeccompPolicy('forwarder', 'denylist');
 }
 
+/** What the forwarder adds to it itself (seccomp/forwarder-exec.policy). */
+export function loadForwarderExecDenyList(): PolicyRule[] {
+  return loadSeccompPolicy('forwarder-exec', 'denylist');
+}
+
 /**
  * Fails closed if the runtime holds an io_uring instance: operations
  * submitted through one bypass seccomp. bin/passt-repair's launcher keeps
@@ -185,8 +200,8 @@ export function installSeccompFilter(settings: SandboxSettings, rules: readonly 
 }
 
 /**
- * The forwarder's filter: every call allowed but those `rules` deny
- * (loadForwarderDenyList), on every thread; a call through another ABI
+ * A filter for the forwarder: every call allowed but those `rules` deny
+ * (loadForwarderExecDenyList), on every thread; a call through another ABI
  * kills the process. Refused with an io_uring instance open, as gate 3 is:
  * io_uring can create and connect sockets without a system call.
  */
@@ -195,6 +210,6 @@ export function installDenyList(rules: readonly SeccompRule[]): void {
   try {
     native.installSeccompFilter(rules, 'allow');
   } catch (error) {
-    throw filterFailure(error, rules, FORWARDER_DENYLIST);
+    throw filterFailure(error, rules, FORWARDER_EXEC_DENYLIST);
   }
 }

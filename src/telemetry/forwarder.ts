@@ -4,16 +4,19 @@
 // its standard input, one JSON line each (report.ts), and sends them to the
 // policy's DSN with the Sentry SDK.
 //
-// Before it loads anything but its own modules it drops every privilege
-// (no capability in any set, the sandbox account instead of root,
-// NO_NEW_PRIVS, not dumpable) and installs its seccomp filter, a deny list
-// (seccomp/forwarder.policy): no UNIX socket (so never passt's repair socket),
-// no signal, ptrace or resource change aimed at another process (the helper
-// runs as the same account). It never holds passt's socket: it starts
-// before the helper connects, and keeps no descriptor but its standard
-// input (the pipe) and /dev/null as output and error: it closes anything
-// the helper's caller let through first, and the helper's standard error
-// (lent as descriptor 3 to say why the set-up failed) once set up.
+// It is never privileged: it starts as the sandbox account (or the helper's
+// own unprivileged ids), with no capability, NO_NEW_PRIVS and its seccomp
+// filter already installed by its launcher, a deny list
+// (seccomp/forwarder.policy): no UNIX socket (so never passt's repair
+// socket), no signal, ptrace or resource change aimed at another process,
+// no descriptor owner that would make the kernel signal one (the helper
+// runs as the same account). Its first step (sandbox.ts) adds the
+// execve denial, makes it not dumpable and checks all that on every thread.
+// It never holds passt's socket: it starts before the helper connects, and
+// keeps no descriptor but its standard input (the pipe) and /dev/null as
+// output and error: it closes anything the helper's caller let through
+// first, and the helper's standard error (lent as descriptor 3 to say why
+// the set-up failed) once set up.
 //
 // The SDK is loaded only when the first report arrives: a run without a
 // failure never loads it. At the end of its input it sends what it holds
@@ -27,8 +30,7 @@
 import * as fs from 'node:fs';
 import type { Event, StackFrame } from '@sentry/node';
 import { HelperError } from '../errors';
-import { dropEverything } from '../sandbox/capabilities';
-import { installDenyList, loadForwarderDenyList } from '../sandbox/seccomp';
+import { completeForwarderSandbox } from './sandbox';
 import { FLUSH_TIMEOUT_MS, type ChannelLine, type ForwarderConfig, type ReportLine } from './report';
 
 type Sentry = typeof import('@sentry/node');
@@ -93,8 +95,7 @@ function isConfig(value: unknown): value is ForwarderConfig {
     config.type === 'config' &&
     typeof config.dsn === 'string' &&
     typeof config.environment === 'string' &&
-    typeof config.release === 'string' &&
-    typeof config.user === 'string'
+    typeof config.release === 'string'
   );
 }
 
@@ -126,7 +127,7 @@ function readConfig(): { config: ForwarderConfig; rest: Buffer } {
     } catch {
       fail('the configuration line is not JSON');
     }
-    if (!isConfig(config)) fail('the configuration line lacks "dsn", "environment", "release" or "user"');
+    if (!isConfig(config)) fail('the configuration line lacks "dsn", "environment" or "release"');
     return { config, rest: received.subarray(newline + 1) };
   }
 }
@@ -247,16 +248,13 @@ class Forwarder {
 }
 
 function main(): void {
+  try {
+    completeForwarderSandbox();
+  } catch (error) {
+    fail(error instanceof HelperError ? error.message : `cannot complete its sandbox: ${error instanceof Error ? error.message : String(error)}`);
+  }
   closeInheritedDescriptors();
   const { config, rest } = readConfig();
-  try {
-    // Read while the files are surely readable; applied once privileges are gone.
-    const denyList = loadForwarderDenyList();
-    dropEverything({ user: config.user });
-    installDenyList(denyList);
-  } catch (error) {
-    fail(error instanceof HelperError ? error.message : `cannot drop privileges: ${error instanceof Error ? error.message : String(error)}`);
-  }
   // Set up: from here on it holds nothing of the helper's but the pipe.
   try {
     fs.closeSync(SETUP_ERRORS);

@@ -41,15 +41,13 @@ export const FLUSH_TIMEOUT_MS = 2000;
 // JSON object a line. The helper writes without ever waiting
 // (src/log/writer.ts): a line the pipe has no room for is dropped.
 
-/** The first line: what the forwarder needs to drop its privileges and reach Sentry. */
+/** The first line: what the forwarder needs to reach Sentry. */
 export interface ForwarderConfig {
   type: 'config';
   dsn: string;
   environment: string;
   /** The package's version: the events' release is "passt-repair@VERSION". */
   release: string;
-  /** The sandbox account the forwarder becomes when started with uid, gid or group 0. */
-  user: string;
 }
 
 /** A failure, scrubbed as the policy says (src/telemetry/scrub.ts); no `known`. */

@@ -1,18 +1,20 @@
 // The helper's side of telemetry: a pipe, set up while the helper is still
-// privileged, to a forwarder process (forwarder.ts) that drops every
-// privilege and sends the reports to Sentry. The helper itself never loads
+// privileged, to a forwarder process (forwarder.ts) that is never privileged
+// (spawnForwarder) and sends the reports to Sentry. The helper itself never loads
 // the Sentry SDK and never opens a network socket (its seccomp filter
 // forbids it); it only writes scrubbed JSON lines to the pipe, and never
 // waits to do so: a line the pipe has no room for is dropped and counted.
 //
 // Loaded only when the policy names a DSN (src/main.ts): with telemetry off,
 // neither this module nor child_process is loaded and no process is started.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type IOType } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { native } from '../addon';
 import { NonBlockingWriter } from '../log/writer';
 import type { SentrySettings } from '../policy';
+import { lookUpAccount } from '../sandbox/account';
+import { loadForwarderDenyList } from '../sandbox/seccomp';
 import { FLUSH_TIMEOUT_MS, type EndLine, type FailureReport, type ForwarderConfig, type ReportLine, type Reporter } from './report';
 import { scrubReport } from './scrub';
 
@@ -20,6 +22,8 @@ import { scrubReport } from './scrub';
 export const FORWARDER = path.join(__dirname, 'forwarder.js');
 /** The package's root: its files are named relative to it in reports. */
 export const PACKAGE_ROOT = path.resolve(__dirname, '../../..');
+/** native/launcher.c, which installs the forwarder's filter before its runtime starts. */
+const LAUNCHER = path.join(PACKAGE_ROOT, 'build/Release/passt_repair_launcher');
 
 /** What the helper waits for the forwarder beyond its own flush bound: its exit and the SIGCHLD that tells of it. */
 const EXIT_GRACE_MS = 500;
@@ -50,16 +54,56 @@ function isOpen(fd: number): boolean {
   }
 }
 
+/** Whether this process has uid, gid or a group 0: then the forwarder gets the sandbox account's ids. */
+function runsPrivileged(): boolean {
+  return [process.getuid!(), process.geteuid!(), process.getgid!(), process.getegid!(), ...process.getgroups!()].includes(0);
+}
+
+/**
+ * Starts `script` on the helper's runtime as the forwarder runs, from its
+ * first instruction on: as `user` (the sandbox account) when this process is
+ * privileged, else with this process's ids (libuv drops the supplementary
+ * groups and calls setgid and setuid before execve, which empties every
+ * capability set), then the launcher clears the ambient set, sets
+ * NO_NEW_PRIVS and installs the forwarder's filter (seccomp/forwarder.policy,
+ * built here as a BPF program and passed on a pipe) before it executes the
+ * runtime (native/launcher.c). `stdio` are the child's first descriptors;
+ * the filter's pipe comes after them. Throws if it cannot be started so.
+ * Exported for the tests, which probe this sandbox from inside it.
+ */
+export function spawnForwarder(script: string, user: string, stdio: readonly (number | IOType)[]): ChildProcess {
+  const account = runsPrivileged() ? lookUpAccount(user) : null;
+  const filter = native.makePipe();
+  try {
+    try {
+      // A program is a few hundred bytes, far below a pipe's room; if it
+      // ever were not, the export fails instead of waiting.
+      native.setNonBlocking(filter.write);
+      native.exportDenyList(loadForwarderDenyList(), filter.write);
+    } finally {
+      fs.closeSync(filter.write);
+    }
+    return spawn(LAUNCHER, [`--seccomp-fd=${stdio.length}`, process.execPath, ...NODE_FLAGS, script], {
+      stdio: [...stdio, filter.read],
+      env: ENVIRONMENT,
+      cwd: '/',
+      ...(account && { uid: account.uid, gid: account.gid }),
+    });
+  } finally {
+    fs.closeSync(filter.read);
+  }
+}
+
 function line(value: ForwarderConfig | ReportLine | EndLine): string {
   return `${JSON.stringify(value)}\n`;
 }
 
 /**
  * Starts the forwarder, before any privilege is dropped (main.ts calls it
- * right after the policy is loaded): it must start as the helper does, to
- * drop to the sandbox account itself. Never throws: if the forwarder cannot
- * be started, reports are dropped (and counted in `dropped`), and the
- * helper serves passt all the same.
+ * right after the policy is loaded): setting its ids takes CAP_SETUID and
+ * CAP_SETGID. Never throws: if the forwarder cannot be started, reports are
+ * dropped (and counted in `dropped`), and the helper serves passt all the
+ * same.
  */
 export function startReporter(settings: SentrySettings, sandboxUser: string, release: string): Reporter {
   let writer: NonBlockingWriter | undefined;
@@ -82,11 +126,7 @@ export function startReporter(settings: SentrySettings, sandboxUser: string, rel
       // over through the SDK could write lines into the audit log, or clear
       // O_NONBLOCK on it (a flag of the open file, not of the descriptor) so
       // that the helper's next log line waits on a stalled reader.
-      child = spawn(process.execPath, [...NODE_FLAGS, FORWARDER], {
-        stdio: [pipe.read, 'ignore', 'ignore', isOpen(STDERR) ? STDERR : 'ignore'],
-        env: ENVIRONMENT,
-        cwd: '/',
-      });
+      child = spawnForwarder(FORWARDER, sandboxUser, [pipe.read, 'ignore', 'ignore', isOpen(STDERR) ? STDERR : 'ignore']);
     } finally {
       fs.closeSync(pipe.read);
     }
@@ -97,7 +137,7 @@ export function startReporter(settings: SentrySettings, sandboxUser: string, rel
     child.on('exit', () => (exited = true));
     native.setNonBlocking(pipe.write);
     writer = new NonBlockingWriter(pipe.write);
-    const config: ForwarderConfig = { type: 'config', dsn: settings.dsn, environment: settings.environment, release, user: sandboxUser };
+    const config: ForwarderConfig = { type: 'config', dsn: settings.dsn, environment: settings.environment, release };
     writer.write(line(config));
   } catch {
     // Not started, or no channel to it: every report is dropped, and the

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -235,6 +236,46 @@ Napi::Value OtherSocket(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), fd);
 }
 
+// socketPair(): an AF_UNIX stream socket pair [passt's end, the helper's
+// end], for driving the helper's request handler in-process (test/fuzz.test.ts).
+Napi::Value SocketPair(const Napi::CallbackInfo &info) {
+  int ends[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) < 0) return Fail(info.Env(), "socketpair", errno);
+  Napi::Array pair = Napi::Array::New(info.Env(), 2);
+  pair.Set(0u, ends[0]);
+  pair.Set(1u, ends[1]);
+  return pair;
+}
+
+// sendRaw(fd, bytes, control): one sendmsg(2) with `control` as the control
+// buffer exactly as given (headers laid out, or mislaid, by the caller),
+// without waiting. Returns the bytes sent, or -errno: the kernel refuses
+// many malformed control buffers itself, which is an outcome for the fuzz.
+Napi::Value SendRaw(const Napi::CallbackInfo &info) {
+  Napi::Buffer<uint8_t> bytes = info[1].As<Napi::Buffer<uint8_t>>();
+  Napi::Buffer<uint8_t> given = info[2].As<Napi::Buffer<uint8_t>>();
+  // An aligned copy: the kernel reads cmsghdr fields in place.
+  std::vector<uint64_t> control(given.Length() / sizeof(uint64_t) + 1);
+  memcpy(control.data(), given.Data(), given.Length());
+  struct iovec iov = {bytes.Data(), bytes.Length()};
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = given.Length() ? control.data() : nullptr;
+  msg.msg_controllen = given.Length();
+  ssize_t sent;
+  do sent = sendmsg(Int(info, 0), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (sent < 0 && errno == EINTR);
+  return Napi::Number::New(info.Env(), static_cast<double>(sent < 0 ? -errno : sent));
+}
+
+// epollInstance(): an epoll descriptor, one more kind of descriptor to send.
+Napi::Value EpollInstance(const Napi::CallbackInfo &info) {
+  int fd = epoll_create1(EPOLL_CLOEXEC);
+  if (fd < 0) return Fail(info.Env(), "epoll_create1", errno);
+  return Napi::Number::New(info.Env(), fd);
+}
+
 int SetInt(int fd, int level, int name, int value) { return setsockopt(fd, level, name, &value, sizeof(value)); }
 int GetInt(int fd, int level, int name, int *value) {
   socklen_t length = sizeof(*value);
@@ -420,6 +461,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("repairState", Napi::Function::New(env, RepairState));
   exports.Set("tcpSocket", Napi::Function::New(env, TcpSocket));
   exports.Set("otherSocket", Napi::Function::New(env, OtherSocket));
+  exports.Set("socketPair", Napi::Function::New(env, SocketPair));
+  exports.Set("sendRaw", Napi::Function::New(env, SendRaw));
+  exports.Set("epollInstance", Napi::Function::New(env, EpollInstance));
   exports.Set("dumpConnection", Napi::Function::New(env, DumpConnection));
   exports.Set("restoreConnection", Napi::Function::New(env, RestoreConnection));
   return exports;

@@ -1,7 +1,10 @@
 // Test-only addon (test/seccomp.test.ts): makes one forbidden system call by
 // name, with plausible arguments, so that a process under the helper's
-// filter can show it dies on it. Never loaded by the helper.
+// filter can show it dies on it. Never loaded by the helper. Also the
+// attacker's half of test/forwarder-sandbox.test.ts (ArrangeSignal).
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <linux/io_uring.h>
 #include <napi.h>
 #include <netinet/in.h>
@@ -90,6 +93,46 @@ Napi::Value AttemptSyscall(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), static_cast<double>(Attempt(name, sock)));
 }
 
+// arrangeSignal(how, pid): the attack of a process of the helper's uid on
+// the helper: make the kernel send SIGKILL to `pid` through a descriptor of
+// its own. `how` names the step that makes `pid` the descriptor's owner:
+// "F_SETOWN" or "F_SETOWN_EX" (a pipe), "FIOSETOWN" or "SIOCSPGRP" (a
+// socket pair). Then F_SETSIG SIGKILL, O_ASYNC, and a write that makes the
+// read end readable, which signals its owner. Returns each step's result
+// (0, or -errno): [owner, F_SETSIG, O_ASYNC, write]. A last step,
+// "TIOCSPGRP", only tries that ioctl (-ENOTTY on a pipe when allowed).
+Napi::Value ArrangeSignal(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const std::string how = info[0].As<Napi::String>().Utf8Value();
+  pid_t pid = info[1].As<Napi::Number>().Int32Value();
+  int ends[2];
+  const bool socket_pair = how == "FIOSETOWN" || how == "SIOCSPGRP";
+  if ((socket_pair ? socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) : pipe2(ends, O_CLOEXEC)) < 0) {
+    Napi::Error::New(env, "no pipe or socket pair").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto result = [](long value) { return value < 0 ? -errno : 0; };
+  long owner;
+  if (how == "F_SETOWN") owner = result(fcntl(ends[0], F_SETOWN, pid));
+  else if (how == "F_SETOWN_EX") {
+    struct f_owner_ex target = {F_OWNER_PID, pid};
+    owner = result(fcntl(ends[0], F_SETOWN_EX, &target));
+  } else if (how == "FIOSETOWN") owner = result(ioctl(ends[0], FIOSETOWN, &pid));
+  else if (how == "SIOCSPGRP") owner = result(ioctl(ends[0], SIOCSPGRP, &pid));
+  else if (how == "TIOCSPGRP") owner = result(ioctl(ends[0], TIOCSPGRP, &pid));
+  else owner = -EINVAL - 1000;
+  Napi::Array steps = Napi::Array::New(env);
+  steps.Set(0u, Napi::Number::New(env, static_cast<double>(owner)));
+  if (how != "TIOCSPGRP") {
+    steps.Set(1u, Napi::Number::New(env, static_cast<double>(result(fcntl(ends[0], F_SETSIG, SIGKILL)))));
+    steps.Set(2u, Napi::Number::New(env, static_cast<double>(result(fcntl(ends[0], F_SETFL, O_ASYNC | O_NONBLOCK)))));
+    steps.Set(3u, Napi::Number::New(env, static_cast<double>(result(write(ends[1], "x", 1)))));
+  }
+  close(ends[0]);
+  close(ends[1]);
+  return steps;
+}
+
 // A TCP socket made before the filter, for the calls that need one.
 Napi::Value TcpSocket(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), socket(AF_INET, SOCK_STREAM, 0));
@@ -98,6 +141,7 @@ Napi::Value TcpSocket(const Napi::CallbackInfo &info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attemptSyscall", Napi::Function::New(env, AttemptSyscall));
   exports.Set("tcpSocket", Napi::Function::New(env, TcpSocket));
+  exports.Set("arrangeSignal", Napi::Function::New(env, ArrangeSignal));
   return exports;
 }
 

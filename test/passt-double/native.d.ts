@@ -46,6 +46,12 @@ export interface PasstDouble {
   repairState(fd: number): number;
   tcpSocket(family: 4 | 6): number;
   otherSocket(kind: 'udp' | 'unix' | 'raw-tcp' | 'mptcp' | 'rtnetlink' | 'smc'): number;
+  /** An AF_UNIX stream socket pair: [passt's end, the helper's end]. */
+  socketPair(): [number, number];
+  /** One sendmsg with `control` as the control buffer exactly as given, without waiting: bytes sent, or -errno. */
+  sendRaw(fd: number, bytes: Buffer, control: Buffer): number;
+  /** A new epoll descriptor. */
+  epollInstance(): number;
   dumpConnection(fd: number): ConnectionState;
   restoreConnection(fd: number, state: ConnectionState): void;
 }

@@ -67,10 +67,16 @@ export function openDescriptors(pid: number): Map<number, string> {
   return held;
 }
 
-/** Writes `policy` as policy.json in `dir` (mode 0644) for the helper's --policy; returns its path. */
+/**
+ * Writes `policy` as policy.json in `dir` (mode 0644) for the helper's
+ * --policy; returns its path. Unless `policy` has a "sandbox" of its own, it
+ * names "nobody" as the sandbox account: a helper started as root then runs
+ * as uid 65534, without the warning of the fallback, whether or not the
+ * machine has a passt-repair account (test/account.test.ts tests the default).
+ */
 export function writePolicy(dir: string, policy: object): string {
   const file = path.join(dir, 'policy.json');
-  fs.writeFileSync(file, `${JSON.stringify(policy, null, 2)}\n`, { mode: 0o644 });
+  fs.writeFileSync(file, `${JSON.stringify({ sandbox: { user: 'nobody' }, ...policy }, null, 2)}\n`, { mode: 0o644 });
   fs.chmodSync(file, 0o644);
   return file;
 }
