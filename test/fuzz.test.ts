@@ -309,9 +309,10 @@ t.test(`${REQUESTS} malformed requests to the helper's request handler, in-proce
     const sent = passt.sendRaw(passtEnd, request.data, controlBuffer(request.control));
     let outcome: string;
     try {
-      const handled = handle(helperEnd) as { command: number; sockets: number } | null;
-      outcome = handled === null ? 'end' : 'confirmed';
-      if (handled !== null && handled.sockets !== request.delivered.length) failures.push(`#${i} (${request.defect}): ${handled.sockets} socket(s) confirmed, ${request.delivered.length} sent`);
+      const handled = handle(helperEnd) as { command: number; sockets: number } | null | 'timeout' | 'signal';
+      // 'timeout': nothing was queued (the handler does not wait here).
+      outcome = handled === null ? 'end' : handled === 'timeout' ? 'nothing sent' : handled === 'signal' ? 'signal' : 'confirmed';
+      if (typeof handled === 'object' && handled !== null && handled.sockets !== request.delivered.length) failures.push(`#${i} (${request.defect}): ${handled.sockets} socket(s) confirmed, ${request.delivered.length} sent`);
     } catch (error) {
       if (!isNativeFailure(error)) throw error;
       outcome = error.code === 'RECEIVE_FAILED' && error.errno === EAGAIN ? 'nothing sent' : error.code;

@@ -64,9 +64,11 @@ function forwarderProcesses(parent: number): number[] {
 }
 
 /**
- * The forwarder started by process `pid`, once it has dropped its privileges,
- * installed its own filter (the second one: it inherits the launcher's) and
- * given back the standard error it was lent.
+ * The forwarder started by process `pid`, once it is set up: under four
+ * filters (the io_uring filter of the launcher `pid` was started through,
+ * inherited; its own launcher's; its deny list; its execve denial),
+ * not root, not dumpable (its /proc files then belong to root), and without
+ * the helper's standard error it was lent (its descriptor 3 meanwhile).
  */
 async function waitForForwarder(pid: number, timeoutMs = 10_000): Promise<number> {
   const deadline = Date.now() + timeoutMs;
@@ -74,8 +76,13 @@ async function waitForForwarder(pid: number, timeoutMs = 10_000): Promise<number
     for (const child of childrenOf(pid)) {
       try {
         const status = statusOf(child);
-        // Set up: its own filter installed, the helper's standard error (its descriptor 3 meanwhile) closed.
-        if (Number(status.Seccomp_filters) >= 2 && status.Uid !== '0\t0\t0\t0' && !fs.existsSync(`/proc/${child}/fd/3`)) return child;
+        if (
+          Number(status.Seccomp_filters) >= 4 &&
+          status.Uid !== '0\t0\t0\t0' &&
+          fs.statSync(`/proc/${child}/status`).uid === 0 &&
+          !fs.existsSync(`/proc/${child}/fd/3`)
+        )
+          return child;
       } catch {
         // not there yet, or gone
       }

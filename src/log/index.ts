@@ -79,8 +79,10 @@ export class AuditLog {
 
   /**
    * Writes one event. `message` is one line, or several (a policy's schema
-   * errors, one a line like a compiler's); in the text format each is
-   * escaped (escape.ts), so no value in it can start a line of its own.
+   * errors, one a line like a compiler's; a stack): in the text format each
+   * is escaped (escape.ts), so no value in it can start a line of its own;
+   * in JSON each is a record of its own, its "message" (and "reason") that
+   * line, so that a log pipeline sees one problem a record.
    */
   write(level: Level, event: LogEvent, message: string | readonly string[], fields: Fields = {}): void {
     const messageLines = typeof message === 'string' ? [message] : message;
@@ -88,8 +90,8 @@ export class AuditLog {
     if (this.#format === 'json') {
       const record: Record<string, unknown> = { time: new Date().toISOString(), level, event };
       for (const [name, value] of Object.entries(fields)) if (value !== undefined) record[name] = value;
-      record.message = messageLines.join('\n');
-      lines = [JSON.stringify(record)];
+      const several = messageLines.length > 1 && record.reason !== undefined;
+      lines = messageLines.map((line) => JSON.stringify(several ? { ...record, reason: line, message: line } : { ...record, message: line }));
     } else {
       lines = messageLines.map((line) => `passt-repair: ${escapeLine(line)}`);
     }

@@ -76,7 +76,8 @@ export function openDescriptors(pid: number): Map<number, string> {
  */
 export function writePolicy(dir: string, policy: object): string {
   const file = path.join(dir, 'policy.json');
-  fs.writeFileSync(file, `${JSON.stringify({ sandbox: { user: 'nobody' }, ...policy }, null, 2)}\n`, { mode: 0o644 });
+  const withAccount = 'sandbox' in policy ? policy : { ...policy, sandbox: { user: 'nobody' } };
+  fs.writeFileSync(file, `${JSON.stringify(withAccount, null, 2)}\n`, { mode: 0o644 });
   fs.chmodSync(file, 0o644);
   return file;
 }
