@@ -1,6 +1,6 @@
 // passt-repair: the helper's entry point, read top to bottom.
 import * as fs from 'node:fs';
-import { USAGE, parseArguments, type Invocation } from './cli';
+import { parseArguments, usage, type Invocation } from './cli';
 import { connectToPasst } from './connect';
 import { ExitCode, GATE_NUMBERS, HelperError, Refusal, UsageError, type Phase } from './errors';
 import { AuditLog } from './log';
@@ -156,7 +156,7 @@ async function main(invocation: Invocation): Promise<ExitCode> {
   if (invocation.logFormat !== undefined) log.format = invocation.logFormat;
   switch (invocation.action) {
     case 'help':
-      fs.writeSync(process.stdout.fd, USAGE);
+      fs.writeSync(process.stdout.fd, usage());
       return ExitCode.Done;
     case 'version':
       fs.writeSync(process.stdout.fd, `passt-repair ${version()}\n`);

@@ -213,5 +213,25 @@ export function loadPolicy(file: string): Policy {
   // user who runs the helper with a policy of their own.
   if (policy.sentry !== undefined && owner !== 0)
     throw new PolicyError(`${file}: owned by uid ${owner}; "telemetry" is honoured only in a policy owned by root`);
+  if (policy.sentry !== undefined) checkSentryInstalled(file);
   return policy;
+}
+
+/**
+ * @sentry/node is an optional dependency (most hosts never report to
+ * Sentry, and it is a large part of an install): a policy that turns
+ * reporting on is refused, before connecting anywhere, where it is missing.
+ * It resolves from here as the forwarder's require() will.
+ */
+function checkSentryInstalled(file: string): void {
+  try {
+    require.resolve('@sentry/node');
+  } catch {
+    const manifest = require('../../../package.json') as { optionalDependencies: Record<string, string> };
+    const root = path.resolve(__dirname, '../../..');
+    throw new PolicyError(
+      `${file}: "telemetry.sentry" needs the optional package @sentry/node, which is not installed; ` +
+        `install it with "npm install --no-save --prefix ${root} @sentry/node@${manifest.optionalDependencies['@sentry/node']}", or remove "telemetry" from the policy`,
+    );
+  }
 }
