@@ -68,10 +68,10 @@ function noCompilerPath(): string {
   return tools;
 }
 
-/** A clean environment for npm on the no-compiler PATH (npm's own cache and settings kept). */
+/** A clean environment for npm on the no-compiler PATH (npm's own cache and settings kept, and the tests' TMPDIR). */
 function npmEnvironment(tools: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { HOME: os.homedir(), PATH: tools };
-  for (const name of ['npm_config_cache', 'npm_config_registry', 'npm_config_userconfig'])
+  for (const name of ['npm_config_cache', 'npm_config_registry', 'npm_config_userconfig', 'TMPDIR'])
     if (process.env[name] !== undefined) env[name] = process.env[name];
   return env;
 }
