@@ -218,20 +218,23 @@ export function loadPolicy(file: string): Policy {
 }
 
 /**
- * @sentry/node is an optional dependency (most hosts never report to
- * Sentry, and it is a large part of an install): a policy that turns
- * reporting on is refused, before connecting anywhere, where it is missing.
- * It resolves from here as the forwarder's require() will.
+ * Reporting needs the optional dependencies of package.json (Sentry's SDK:
+ * most hosts never report to Sentry, and it is a large part of an install).
+ * A policy that turns reporting on is refused, before connecting anywhere,
+ * where one is missing. Each resolves from here as the forwarder's require()
+ * will; package.json names them, so this holds no list of its own.
  */
 function checkSentryInstalled(file: string): void {
-  try {
-    require.resolve('@sentry/node');
-  } catch {
-    const manifest = require('../../../package.json') as { optionalDependencies: Record<string, string> };
-    const root = path.resolve(__dirname, '../../..');
-    throw new PolicyError(
-      `${file}: "telemetry.sentry" needs the optional package @sentry/node, which is not installed; ` +
-        `install it with "npm install --no-save --prefix ${root} @sentry/node@${manifest.optionalDependencies['@sentry/node']}", or remove "telemetry" from the policy`,
-    );
+  const manifest = require('../../../package.json') as { optionalDependencies: Record<string, string> };
+  for (const [name, version] of Object.entries(manifest.optionalDependencies)) {
+    try {
+      require.resolve(name);
+    } catch {
+      const root = path.resolve(__dirname, '../../..');
+      throw new PolicyError(
+        `${file}: "telemetry.sentry" needs the optional package ${name}, which is not installed; ` +
+          `install it with "npm install --no-save --prefix ${root} ${name}@${version}", or remove "telemetry" from the policy`,
+      );
+    }
   }
 }
