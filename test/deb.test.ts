@@ -200,6 +200,14 @@ t.test('in an isolated root: installs over passt\'s helper, serves a real sessio
   t.equal(verify.status, 0, 'systemd-analyze verify accepts the installed unit');
   t.equal(verify.stderr, '', `and says nothing: ${verify.stderr}`);
 
+  // Sentry is left out: a policy that turns reporting on is refused, saying what to install.
+  t.notOk(fs.existsSync(path.join(root.outside, 'usr/lib/passt-repair/node_modules/@sentry')), '@sentry/node is not installed');
+  fs.writeFileSync(path.join(root.outside, 'etc/passt-repair/telemetry.json'), JSON.stringify({ version: 1, telemetry: { sentry: { dsn: 'https://key@127.0.0.1:9/1' } }, rules: [] }));
+  const telemetry = root.run(['passt-repair', '--check-policy', '/etc/passt-repair/telemetry.json']);
+  t.equal(telemetry.status, 1, 'a policy with telemetry: --check-policy exits 1');
+  t.match(telemetry.stderr, /needs the optional package @sentry\/node, which is not installed; install it with "npm install --omit=dev --prefix \/usr\/lib\/passt-repair @sentry\/node@/);
+  fs.rmSync(path.join(root.outside, 'etc/passt-repair/telemetry.json'));
+
   // The administrator edits the conffile: passt's socket under /run/passt,
   // served under the account the package created.
   const policy = path.join(root.outside, 'etc/passt-repair/policy.json');

@@ -230,10 +230,14 @@ function checkSentryInstalled(file: string): void {
     try {
       require.resolve(name);
     } catch {
+      // Where npm installs it so that it resolves from here: the project (or
+      // global lib/) whose node_modules holds the helper, or the helper's own
+      // directory when it is installed outside one (the Debian package).
       const root = path.resolve(__dirname, '../../..');
+      const prefix = path.basename(path.dirname(root)) === 'node_modules' ? path.dirname(path.dirname(root)) : root;
       throw new PolicyError(
         `${file}: "telemetry.sentry" needs the optional package ${name}, which is not installed; ` +
-          `install it with "npm install --no-save --prefix ${root} ${name}@${version}", or remove "telemetry" from the policy`,
+          `install it with "npm install --omit=dev --prefix ${prefix} ${name}@${version}", or remove "telemetry" from the policy`,
       );
     }
   }
