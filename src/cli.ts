@@ -1,10 +1,23 @@
 // The command line: `passt-repair [OPTIONS] PATH`, as libvirt and KubeVirt
 // call the C helper, plus options that only narrow what it does.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { closest } from './closest';
 import { UsageError } from './errors';
 import { DEFAULT_POLICY_FILE, type LogFormat } from './policy';
 
-export const USAGE = `Usage: passt-repair [OPTIONS] PATH
+/** Where the helper is installed: dist/src/cli.js is two levels below it. */
+const INSTALLED = path.resolve(__dirname, '../..');
+
+/**
+ * --help, with the paths of this installation. The manual is a file beside
+ * the package in an npm install; a Debian package has it only under
+ * /usr/share/man, where "man passt-repair" finds it.
+ */
+export function usage(): string {
+  const page = path.join(INSTALLED, 'passt-repair.1');
+  const manual = fs.existsSync(page) ? `man ${page}` : 'man passt-repair';
+  return `Usage: passt-repair [OPTIONS] PATH
        passt-repair [--policy FILE] --explain PATH
        passt-repair --check-policy [FILE]
 
@@ -15,7 +28,7 @@ PATH is passt's repair socket, or a directory in which to wait for a socket
 whose name ends in ".repair" (one that exists already, or one created later).
 
 The helper connects only where the policy file allows, and serves only a
-passt the policy names (see policy/policy.schema.json).
+passt the policy names (see the policy schema below).
 
 Options:
   --policy FILE      the policy (default: ${DEFAULT_POLICY_FILE})
@@ -36,7 +49,13 @@ Exit status: 0 when passt closes the connection, 1 on any error (a refused
 path, peer or request, or a limit of the rule, included), 2 on a usage error
 or an unusable policy, 128+N when stopped cleanly by signal N: SIGHUP (129),
 SIGINT (130) or SIGTERM (143), after the request in hand.
+
+Installed files:
+  the manual         ${manual}
+  the policy schema  ${path.join(INSTALLED, 'policy/policy.schema.json')}
+  example policies   ${path.join(INSTALLED, 'policy/examples')}/
 `;
+}
 
 export type Invocation = (
   | { action: 'help' }
@@ -51,7 +70,8 @@ export type Invocation = (
 
 /** The options --help documents, the one list a misspelt option is compared with. */
 function knownOptions(): string[] {
-  return [...new Set(USAGE.slice(USAGE.indexOf('\nOptions:\n')).match(/(?<![\w-])--?[A-Za-z][\w-]*/g) ?? [])];
+  const text = usage();
+  return [...new Set(text.slice(text.indexOf('\nOptions:\n')).match(/(?<![\w-])--?[A-Za-z][\w-]*/g) ?? [])];
 }
 
 function unknownOption(arg: string): UsageError {

@@ -1,6 +1,6 @@
 // passt-repair: the helper's entry point, read top to bottom.
 import * as fs from 'node:fs';
-import { USAGE, parseArguments, type Invocation } from './cli';
+import { parseArguments, usage, type Invocation } from './cli';
 import { connectToPasst } from './connect';
 import { native } from './addon';
 import { ExitCode, GATE_NUMBERS, HelperError, Refusal, SIGNAL_EXIT_BASE, Stopped, UsageError, type Phase } from './errors';
@@ -213,7 +213,7 @@ async function main(invocation: Invocation): Promise<number> {
   if (invocation.logFormat !== undefined) log.format = invocation.logFormat;
   switch (invocation.action) {
     case 'help':
-      writeAnswer(USAGE);
+      writeAnswer(usage());
       return ExitCode.Done;
     case 'version':
       writeAnswer(`passt-repair ${version()}\n`);

@@ -35,8 +35,21 @@ export async function loopbackConnections(count: number): Promise<Loopback> {
   };
 }
 
+/** Every directory temporaryDirectory() made in this process: removed when it exits. */
+const temporaryDirectories: string[] = [];
+process.on('exit', () => {
+  for (const dir of temporaryDirectories) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * A fresh directory under os.tmpdir(), mode 0700, removed with everything in
+ * it when the test process exits (however its tests ended), so that no test
+ * file leaves one behind. Remove a large one sooner with fs.rmSync.
+ */
 export function temporaryDirectory(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'passt-repair-test-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'passt-repair-test-'));
+  temporaryDirectories.push(dir);
+  return dir;
 }
 
 /**

@@ -6,6 +6,7 @@
 // They read the parsed document, which may have failed the schema: each
 // looks only at values the schema found nothing wrong with (`sound`), so
 // that every problem is reported at once, not only the first.
+import * as path from 'node:path';
 import { HelperError } from '../errors';
 import { lookUpAccount } from '../sandbox/account';
 import type { Position } from './json';
@@ -89,7 +90,31 @@ function sandboxAccount(document: unknown, sound: Sound): Problem[] {
   }
 }
 
-/** Telemetry: only in a policy owned by root, and only with @sentry/node installed. */
+/**
+ * Reporting needs the optional dependencies of package.json (Sentry's SDK:
+ * most hosts never report to Sentry, and it is a large part of an install).
+ * Each must resolve from here as the forwarder's require() will; package.json
+ * names them, so this holds no list of its own. Returns what to do about the
+ * first one missing.
+ */
+function missingOptionalPackage(): string | undefined {
+  const manifest = require('../../../package.json') as { optionalDependencies: Record<string, string> };
+  for (const [name, version] of Object.entries(manifest.optionalDependencies)) {
+    try {
+      require.resolve(name);
+    } catch {
+      // Where npm installs it so that it resolves from here: the project (or
+      // global lib/) whose node_modules holds the helper, or the helper's own
+      // directory when it is installed outside one (the Debian package).
+      const root = path.resolve(__dirname, '../../..');
+      const prefix = path.basename(path.dirname(root)) === 'node_modules' ? path.dirname(path.dirname(root)) : root;
+      return `reporting to Sentry needs the optional package ${name}, which is not installed; install it with "npm install --omit=dev --prefix ${prefix} ${name}@${version}", or remove "sentry"`;
+    }
+  }
+  return undefined;
+}
+
+/** Telemetry: only in a policy owned by root, and only with its optional packages installed. */
 function telemetry(document: unknown, sound: Sound, owner: number): Problem[] {
   const problems: Problem[] = [];
   const settings = member(document, 'telemetry');
@@ -99,14 +124,8 @@ function telemetry(document: unknown, sound: Sound, owner: number): Problem[] {
   if (owner !== 0)
     problems.push({ pointer: '/telemetry', message: `honoured only in a policy owned by root, and this one is owned by uid ${owner}; remove "telemetry" or have root own the file` });
   if (typeof member(member(settings, 'sentry'), 'dsn') === 'string' && sound('/telemetry/sentry')) {
-    try {
-      require.resolve('@sentry/node');
-    } catch {
-      problems.push({
-        pointer: '/telemetry/sentry',
-        message: 'reporting to Sentry needs the npm package @sentry/node, which is not installed; install it beside passt-repair (npm install @sentry/node), or remove "sentry"',
-      });
-    }
+    const missing = missingOptionalPackage();
+    if (missing !== undefined) problems.push({ pointer: '/telemetry/sentry', message: missing });
   }
   return problems;
 }
