@@ -293,7 +293,7 @@ t.test('installed into a project with no compiler reachable: nothing builds, the
   const telemetry = writePolicy(policyDir, { version: 1, telemetry: { sentry: { dsn: 'https://key@127.0.0.1:9/1' } }, rules: [{ name: 'r', sockets: ['/run/passt/*.repair'], peer: {} }] });
   const refused = run(bin, ['--check-policy', telemetry], { env: { PATH: tools } });
   t.equal(refused.status, 1, '--check-policy: exit 1');
-  const needs = `${telemetry}: "telemetry.sentry" needs the optional package @sentry/node, which is not installed; install it with "npm install --omit=dev --prefix ${project} @sentry/node@${SENTRY_VERSION}", or remove "telemetry" from the policy`;
+  const needs = `${telemetry}:4:5: /telemetry/sentry: reporting to Sentry needs the optional package @sentry/node, which is not installed; install it with "npm install --omit=dev --prefix ${project} @sentry/node@${SENTRY_VERSION}", or remove "sentry"`;
   t.match(refused.stderr, needs, 'says what to install');
   const serving = run(bin, ['--policy', telemetry, '/run/passt/vm.repair'], { env: { PATH: tools } });
   t.equal(serving.status, 2, 'serving with it: exit 2 (an unusable policy), before connecting anywhere');

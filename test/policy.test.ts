@@ -417,10 +417,11 @@ t.test('telemetry: a DSN needs @sentry/node installed, and a policy owned by roo
     t.notOk(fs.existsSync(path.join(above, 'node_modules')), `no node_modules in ${above}`);
   }
   const result = spawnSync(process.execPath, [path.join(install, 'dist/src/main.js'), '--check-policy', file], { encoding: 'utf8' });
+  const sentryVersion = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { optionalDependencies: Record<string, string> }).optionalDependencies['@sentry/node'];
   t.equal(result.status, 1);
   t.equal(
     result.stderr,
-    `passt-repair: ${file}:4:5: /telemetry/sentry: reporting to Sentry needs the npm package @sentry/node, which is not installed; install it beside passt-repair (npm install @sentry/node), or remove "sentry"\n`,
+    `passt-repair: ${file}:4:5: /telemetry/sentry: reporting to Sentry needs the optional package @sentry/node, which is not installed; install it with "npm install --omit=dev --prefix ${install} @sentry/node@${sentryVersion}", or remove "sentry"\n`,
   );
   fs.chownSync(file, 65534, 65534);
   fs.chownSync(dir, 65534, 65534);
