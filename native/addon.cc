@@ -10,6 +10,14 @@ Napi::Value ApplyCredentials(const Napi::CallbackInfo &info);
 Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info);
 Napi::Value SetNonBlocking(const Napi::CallbackInfo &info);
 Napi::Value MakePipe(const Napi::CallbackInfo &info);
+Napi::Value OpenHostRoot(const Napi::CallbackInfo &info);
+Napi::Value OpenComponent(const Napi::CallbackInfo &info);
+Napi::Value OpenProcessDirectory(const Napi::CallbackInfo &info);
+Napi::Value OpenProcessRoot(const Napi::CallbackInfo &info);
+Napi::Value ReadProcessFile(const Napi::CallbackInfo &info);
+Napi::Value ReadSymlink(const Napi::CallbackInfo &info);
+Napi::Value StatObject(const Napi::CallbackInfo &info);
+Napi::Value PidfdOpen(const Napi::CallbackInfo &info);
 }  // namespace passt_repair
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -20,6 +28,14 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("installSeccompFilter", Napi::Function::New(env, passt_repair::InstallSeccompFilter));
   exports.Set("setNonBlocking", Napi::Function::New(env, passt_repair::SetNonBlocking));
   exports.Set("makePipe", Napi::Function::New(env, passt_repair::MakePipe));
+  exports.Set("openHostRoot", Napi::Function::New(env, passt_repair::OpenHostRoot));
+  exports.Set("openComponent", Napi::Function::New(env, passt_repair::OpenComponent));
+  exports.Set("openProcessDirectory", Napi::Function::New(env, passt_repair::OpenProcessDirectory));
+  exports.Set("openProcessRoot", Napi::Function::New(env, passt_repair::OpenProcessRoot));
+  exports.Set("readProcessFile", Napi::Function::New(env, passt_repair::ReadProcessFile));
+  exports.Set("readSymlink", Napi::Function::New(env, passt_repair::ReadSymlink));
+  exports.Set("statObject", Napi::Function::New(env, passt_repair::StatObject));
+  exports.Set("pidfdOpen", Napi::Function::New(env, passt_repair::PidfdOpen));
   return exports;
 }
 

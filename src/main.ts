@@ -5,7 +5,6 @@ import { connectToPasst } from './connect';
 import { ExitCode, GATE_NUMBERS, HelperError, Refusal, UsageError, type Phase } from './errors';
 import { AuditLog } from './log';
 import { loadPolicy } from './policy';
-import { checkPeer } from './policy/peer';
 import { serve } from './protocol';
 import { dropToNetAdmin, dropToReachSocket } from './sandbox/capabilities';
 import { installSeccompFilter, loadAllowlist } from './sandbox/seccomp';
@@ -68,20 +67,30 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
   run.phase = 'capabilities';
   const privileges = dropToReachSocket(policy.sandbox);
   run.phase = 'connect';
-  const connection = await connectToPasst(invocation.path, invocation.timeoutMs, policy, (line) => log.write('warning', 'warning', line));
+  // Gate 4 runs inside, right after each connect(): in directory mode a
+  // socket whose peer it refuses is skipped and the wait goes on.
+  const { connection, allowed } = await connectToPasst(invocation.path, invocation.timeoutMs, policy, (line) => log.write('warning', 'warning', line)).catch(
+    (error: unknown) => {
+      if (error instanceof Refusal && error.gate === 'peer') run.phase = 'peer';
+      throw error;
+    },
+  );
   try {
-    run.known.paths.push(connection.path);
+    const { rule, peer, exe } = allowed;
+    const rootPid = connection.rootProcess?.pid;
+    const socket = rootPid === undefined ? connection.path : `/proc/${rootPid}/root${connection.path}`;
+    run.known.paths.push(socket, connection.path);
     run.known.ids.push(connection.owner);
-    run.phase = 'peer';
-    const { rule, peer, exe } = checkPeer(connection);
+    if (rootPid !== undefined) run.known.pids.push(rootPid);
     run.known.pids.push(peer.pid);
     run.known.ids.push(peer.uid, peer.gid);
     if (exe !== undefined) run.known.paths.push(exe);
+    const where = rootPid === undefined ? connection.path : `${connection.path} inside the root of pid ${rootPid}`;
     log.write(
       'info',
       'connected',
-      `connected to ${connection.path}, allowed by rule "${rule.name}": peer pid ${peer.pid}, uid ${peer.uid}, gid ${peer.gid}, executable ${exe ?? 'unknown'}`,
-      { socket: connection.path, rule: rule.name, peerPid: peer.pid, peerUid: peer.uid, peerGid: peer.gid, peerExe: exe },
+      `connected to ${where}, allowed by rule "${rule.name}": peer pid ${peer.pid}, uid ${peer.uid}, gid ${peer.gid}, executable ${exe ?? 'unknown'}`,
+      { socket, rootPid, insidePath: rootPid === undefined ? undefined : connection.path, rule: rule.name, peerPid: peer.pid, peerUid: peer.uid, peerGid: peer.gid, peerExe: exe },
     );
     run.phase = 'capabilities';
     dropToNetAdmin(privileges);

@@ -24,11 +24,19 @@ export interface PeerRule {
   gids: readonly number[] | undefined;
 }
 
+/** Which processes may lend their root (/proc/PID/root/...) to a rule's paths: all present conditions hold. */
+export interface ProcessRootRule {
+  uids: readonly number[] | undefined;
+  gids: readonly number[] | undefined;
+}
+
 export interface Rule {
   name: string;
   sockets: readonly Pattern[];
   directories: readonly Pattern[];
   peer: PeerRule;
+  /** Present: the rule's patterns name paths inside a process's root, given as /proc/PID/root/...; absent: host paths. */
+  processRoot: ProcessRootRule | undefined;
 }
 
 export type LogFormat = 'text' | 'json';
@@ -64,7 +72,9 @@ interface PolicyDocument {
   sandbox?: { user?: string; seccomp?: 'kill' | 'log' };
   log?: { format?: LogFormat };
   telemetry?: { sentry?: { dsn: string; environment?: string; include?: SentryInclude[] } };
-  rules: { name: string; sockets: string[]; directories?: string[]; peer: { sameOwner?: boolean; uids?: number[]; gids?: number[] } }[];
+  rules: { name: string; sockets: string[]; directories?: string[]; peer: { sameOwner?: boolean; uids?: number[]; gids?: number[] };
+    processRoot?: { uids?: number[]; gids?: number[] };
+  }[];
 }
 
 interface SchemaError {
@@ -201,6 +211,7 @@ export function parsePolicy(file: string, text: string): Policy {
       sockets: rule.sockets.map(pattern),
       directories: (rule.directories ?? []).map(pattern),
       peer: { sameOwner: rule.peer.sameOwner ?? true, uids: rule.peer.uids, gids: rule.peer.gids },
+      processRoot: rule.processRoot && { uids: rule.processRoot.uids, gids: rule.processRoot.gids },
     })),
   };
 }
