@@ -17,7 +17,6 @@
 // resolved once more, links forbidden, and must reach the very object held
 // (device, inode and mount id), so a swap in between is refused.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { native } from '../addon';
 import { HelperError, Refusal, isNativeFailure, systemMessage } from '../errors';
 import type { ObjectStat } from '../native.d';
@@ -151,7 +150,9 @@ export function openHostRoot(): ResolutionRoot {
 
 /** The root PATH is to be resolved in and what to resolve there: REST of /proc/PID/root/REST, or PATH itself. */
 export function splitProcessRoot(given: string): { pid: number | undefined; inside: string } {
-  const absolute = path.resolve(given);
+  // Not normalized as text: ".." is the walk's to resolve (after a symlink,
+  // "a/.." is not where "a" was), and it never leaves the root.
+  const absolute = given.startsWith('/') ? given : `${process.cwd()}/${given}`;
   const form = PROCESS_ROOT_FORM.exec(absolute);
   return form === null ? { pid: undefined, inside: absolute } : { pid: Number(form[1]), inside: form[2] ?? '/' };
 }
