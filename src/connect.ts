@@ -101,10 +101,11 @@ function connectToSocket(root: ResolutionRoot, held: HeldObject, grants: readonl
  * peer allowed, refused (retry later), or skipped for good with a warning.
  */
 function tryCandidate(root: ResolutionRoot, directory: HeldObject, name: string, grants: readonly Rule[], warn: (line: string) => void): Reached | 'retry' | 'skip' {
-  const held = holdEntry(root, directory, name);
-  if (held === undefined) return 'skip'; // gone, or not a socket (a symlink is never followed here)
-  const where = describeLocation(held.path, root.process);
+  const where = describeLocation(`${directory.path}/${name}`, root.process);
+  let held: HeldObject | undefined;
   try {
+    held = holdEntry(root, directory, name);
+    if (held === undefined) return 'skip'; // gone, or not a socket (a symlink is never followed here)
     const rules = rulesAllowingSocket(grants, held.path);
     if (rules.length === 0) {
       warn(`skipping ${where}: no rule that allows ${describeLocation(directory.path, root.process)} allows this socket`);
@@ -122,7 +123,7 @@ function tryCandidate(root: ResolutionRoot, directory: HeldObject, name: string,
     warn(`skipping ${where}: gate ${error.gate === 'path' ? 1 : 4} (${error.gate}) refused: ${error.message}`);
     return 'skip';
   } finally {
-    fs.closeSync(held.fd);
+    if (held !== undefined) fs.closeSync(held.fd);
   }
 }
 

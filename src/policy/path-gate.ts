@@ -185,7 +185,7 @@ function walk(root: ResolutionRoot, inside: string, options: { linksAllowed: boo
   const where = (names: readonly { name: string }[]): string => `/${names.map((entry) => entry.name).join('/')}`;
   const shown = (names: readonly { name: string }[]): string => describeLocation(where(names), root.process);
   const queue = components(inside);
-  const stack: { name: string; fd: number }[] = [];
+  const stack: { name: string; fd: number; stat: ObjectStat }[] = [];
   let links = 0;
   try {
     while (queue.length > 0) {
@@ -215,7 +215,7 @@ function walk(root: ResolutionRoot, inside: string, options: { linksAllowed: boo
         refuse(`${shown([...stack, { name }])}: ${systemMessage(error.errno)}`);
       }
       if (stat.type !== S_IFLNK) {
-        stack.push({ name, fd });
+        stack.push({ name, fd, stat });
         continue;
       }
       let target: string;
@@ -237,8 +237,7 @@ function walk(root: ResolutionRoot, inside: string, options: { linksAllowed: boo
     }
     const top = stack.pop();
     if (top === undefined) refuse(`${describeLocation('/', root.process)} is the root directory itself`);
-    const reached = { fd: top.fd, path: where([...stack, top]), stat: native.statObject(top.fd) };
-    return reached;
+    return { fd: top.fd, path: where([...stack, top]), stat: top.stat };
   } finally {
     for (const entry of stack) fs.closeSync(entry.fd);
   }
@@ -295,7 +294,13 @@ export function holdEntry(root: ResolutionRoot, directory: HeldObject, name: str
     if (isNativeFailure(error)) return undefined; // gone, or on another mount (EXDEV)
     throw error;
   }
-  const stat = native.statObject(fd);
+  let stat: ObjectStat;
+  try {
+    stat = native.statObject(fd);
+  } catch (error) {
+    fs.closeSync(fd);
+    throw error;
+  }
   if (stat.type !== S_IFSOCK || stat.nlink === 0) {
     fs.closeSync(fd);
     return undefined;
