@@ -5,11 +5,11 @@
 // replaced between open and connect; and directory mode against stray
 // sockets planted by someone else.
 import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { acceptHelper, passt, startHelper, writePolicy } from './passt-double/passt-double';
+import { acceptHelper, HELPER, passt, startHelper, writePolicy } from './passt-double/passt-double';
 import { NOBODY, nobodyDirectory, startTestHelper, temporaryDirectory, unusualLines } from './lib';
 import { startNobodyPasst, startStoppedHelper, startUserNamespace, walkStep, type Pod } from './pods';
 
@@ -200,4 +200,42 @@ t.test('directory mode: a stray socket with a full backlog neither blocks the he
   t.equal(code, 0, stderr);
   t.match(stderr, `connected to ${dir}/vm.repair`);
   for (const fd of [real, stray, ...backlog]) fs.closeSync(fd);
+});
+
+t.test('--explain resolves the deepest existing ancestor as serving does; a trailing "/" asks about a directory', async (t) => {
+  const dir = temporaryDirectory();
+  fs.mkdirSync(path.join(dir, 'run'));
+  fs.symlinkSync('run', path.join(dir, 'var-run')); // as /var/run -> /run
+  const policy = writePolicy(dir, {
+    version: 1,
+    rules: [{ name: 'passt', sockets: [`${dir}/run/passt/*.repair`], directories: [`${dir}/run/passt`], peer: {} }],
+  });
+  const explain = (given: string) => {
+    const result = spawnSync(HELPER, ['--policy', policy, '--explain', given], { encoding: 'utf8' });
+    return { code: result.status, stdout: result.stdout };
+  };
+
+  const socket = explain(`${dir}/var-run/passt/x.repair`);
+  t.equal(socket.code, 0, socket.stdout);
+  t.match(socket.stdout, `${dir}/run exists; passt/x.repair does not exist yet: matched as ${dir}/run/passt/x.repair, as a socket (end PATH with "/" to ask about a directory)\n`);
+  t.match(socket.stdout, `${dir}/run/passt/x.repair: allowed as a socket by rule "passt" of ${policy}\n`);
+
+  const directory = explain(`${dir}/var-run/passt/`);
+  t.equal(directory.code, 0, directory.stdout);
+  t.match(directory.stdout, `${dir}/run exists; passt does not exist yet: matched as ${dir}/run/passt, as a directory\n`);
+  t.match(directory.stdout, `${dir}/run/passt: allowed as a directory by rule "passt" of ${policy}\n`);
+  const asSocket = explain(`${dir}/var-run/passt`);
+  t.equal(asSocket.code, 1, 'without the "/", a socket path, which no rule allows');
+  t.match(asSocket.stdout, `${dir}/run/passt: no rule of ${policy} allows it as a socket\n`);
+
+  fs.mkdirSync(path.join(dir, 'run/passt'));
+  const existing = explain(`${dir}/var-run/passt`);
+  t.equal(existing.code, 0, existing.stdout);
+  t.match(existing.stdout, `${dir}/var-run/passt resolves to ${dir}/run/passt\n`);
+  t.match(existing.stdout, 'allowed as a directory');
+
+  fs.symlinkSync(`/proc/self/root${dir}/run`, path.join(dir, 'magic'));
+  const magic = explain(`${dir}/magic/passt/`);
+  t.equal(magic.code, 1);
+  t.match(magic.stdout, 'gate 1 (path) would refuse: /proc/self is a symlink on /proc (a magic link');
 });
