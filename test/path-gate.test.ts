@@ -60,7 +60,7 @@ t.test('namespace spoof, forced interleavings: a directory swapped with a symlin
   const before = startStoppedHelper(['--policy', a.policy, a.target], walkStep(a.home));
   await before.stopped;
   a.swap();
-  before.resume();
+  await before.resume();
   const first = await before.exited;
   t.equal(first.code, 1);
   t.match(unusualLines(first.stderr)[0], `gate 1 (path) refused: /proc/`);
@@ -72,7 +72,7 @@ t.test('namespace spoof, forced interleavings: a directory swapped with a symlin
   const after = startStoppedHelper(['--policy', a.policy, a.target], walkStep(a.d));
   await after.stopped;
   a.swap();
-  after.resume();
+  await after.resume();
   const second = await after.exited;
   t.equal(second.code, 1);
   t.same(unusualLines(second.stderr).slice(0, 1), [`passt-repair: gate 1 (path) refused: ${a.target}: no rule of ${a.policy} allows connecting to this socket`]);
@@ -85,7 +85,7 @@ t.test('namespace spoof, forced interleavings: a directory swapped with a symlin
   const recheck = startStoppedHelper(['--policy', lenient, a.target], walkStep(a.target));
   await recheck.stopped;
   a.swap();
-  recheck.resume();
+  await recheck.resume();
   const third = await recheck.exited;
   t.equal(third.code, 1);
   t.same(unusualLines(third.stderr).slice(0, 1), [`passt-repair: gate 1 (path) refused: ${a.d} is a symlink now: the path checked has changed since`]);
@@ -122,7 +122,7 @@ t.test('a socket deleted, or replaced, between open and connect is refused; repl
   const deleted = startStoppedHelper(['--policy', policy, socketPath], walkStep(socketPath));
   await deleted.stopped;
   fs.unlinkSync(socketPath);
-  deleted.resume();
+  await deleted.resume();
   const gone = await deleted.exited;
   t.equal(gone.code, 1);
   t.same(unusualLines(gone.stderr).slice(0, 1), [`passt-repair: gate 1 (path) refused: ${socketPath} is deleted (unlinked after it was opened)`]);
@@ -134,7 +134,7 @@ t.test('a socket deleted, or replaced, between open and connect is refused; repl
   await replaced.stopped;
   fs.renameSync(socketPath, path.join(dir, 'moved.repair'));
   let replacement = passt.listenUnix(socketPath);
-  replaced.resume();
+  await replaced.resume();
   const swapped = await replaced.exited;
   t.equal(swapped.code, 1);
   t.same(unusualLines(swapped.stderr).slice(0, 1), [`passt-repair: gate 1 (path) refused: ${socketPath} now names another object than the one opened: replaced after it was opened`]);
@@ -152,7 +152,7 @@ t.test('a socket deleted, or replaced, between open and connect is refused; repl
   await late.stopped;
   fs.renameSync(socketPath, path.join(dir, 'moved.repair'));
   replacement = passt.listenUnix(socketPath);
-  late.resume();
+  await late.resume();
   fs.closeSync(await acceptHelper(listener));
   const reached = await late.exited;
   t.equal(reached.code, 0, reached.stderr);

@@ -123,10 +123,10 @@ export function installPolicy(source: string): string {
 
 /** The helper, stopped by SIGSTOP right after its `n`-th openat2() returns. */
 export interface StoppedHelper extends HelperRun {
-  /** The helper's pid, once it is stopped there. */
+  /** The helper's pid, once every one of its threads is stopped there. */
   stopped: Promise<number>;
-  /** Lets it go on. */
-  resume(): void;
+  /** Lets it go on; resolves once it has. */
+  resume(): Promise<void>;
 }
 
 /**
@@ -140,12 +140,17 @@ export interface StoppedHelper extends HelperRun {
 export function startStoppedHelper(args: readonly string[], n: number): StoppedHelper {
   const log = path.join(temporaryDirectory(), 'strace.log');
   const run = startHelper(args, ['strace', '-f', '-qq', '-o', log, '-e', 'trace=openat2', '-e', `inject=openat2:signal=SIGSTOP:when=${n}`, HELPER]);
+  const read = () => (fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '');
   let pid: number | undefined;
   const stopped = (async () => {
     for (;;) {
-      const text = fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '';
+      const text = read();
       const signalled = /^(\d+) --- SIGSTOP \{/m.exec(text);
-      if (signalled !== null && text.includes(`${signalled[1]} --- stopped by SIGSTOP ---`)) return (pid = Number(signalled[1]));
+      if (signalled !== null) {
+        // Every thread reported in group-stop (strace then holds it there).
+        const threads = fs.readdirSync(`/proc/${signalled[1]}/task`).length;
+        if (text.split('--- stopped by SIGSTOP ---').length - 1 >= threads) return (pid = Number(signalled[1]));
+      }
       if (run.child.exitCode !== null) throw new Error(`the helper exited before its openat2 #${n}:\n${text}`);
       await sleep(5);
     }
@@ -153,8 +158,14 @@ export function startStoppedHelper(args: readonly string[], n: number): StoppedH
   return {
     ...run,
     stopped,
-    resume() {
-      process.kill(pid!, 'SIGCONT');
+    async resume() {
+      // strace reports a thread's group-stop before it makes it listen
+      // (PTRACE_LISTEN); a SIGCONT in between can be lost, so it is sent
+      // again until strace logs the helper's SIGCONT.
+      while (!read().includes('--- SIGCONT') && run.child.exitCode === null) {
+        process.kill(pid!, 'SIGCONT');
+        await sleep(20);
+      }
     },
   };
 }

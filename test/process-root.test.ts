@@ -84,6 +84,13 @@ t.test('inside the root: ".." and absolute symlinks stay in it; the helper keeps
   // ".." above the root stays at the root; after a symlink it goes to the parent of the link's target.
   const helper = startHelper(['--policy', KUBEVIRT, `${root}/../../../run/passt-link/../passt/vm-net0.socket.repair`]);
   await Promise.race([pod.accepted(), helper.exited.then(({ stderr }) => Promise.reject(new Error(`the helper exited: ${stderr}`)))]);
+  // Ready for requests once its seccomp filter is on (the last step): by
+  // then gate 1's descriptors are closed and gate 2 has dropped CAP_SYS_PTRACE.
+  const status = (tid: string) => fs.readFileSync(`/proc/${helper.child.pid}/task/${tid}/status`, 'utf8');
+  const threads = () => fs.readdirSync(`/proc/${helper.child.pid}/task`);
+  while (!threads().every((tid) => /^Seccomp:\s*2$/m.test(status(tid)))) await sleep(5);
+  for (const tid of threads())
+    t.same(/^CapPrm:\s*(\w+)$/m.exec(status(tid))![1], '0000000000001000', `thread ${tid}: CAP_NET_ADMIN alone, CAP_SYS_PTRACE dropped`);
   const held = [...openDescriptors(helper.child.pid!).values()];
   t.same(
     held.filter((target) => !/^(socket|pipe|anon_inode):/.test(target) && target !== '/dev/null'),
@@ -176,7 +183,7 @@ t.test('a PID that does not exist, or exits half-way through pinning, is refused
     const exited = new Promise((resolve) => pod.child.once('close', resolve));
     pod.child.kill('SIGKILL');
     await exited;
-    helper.resume();
+    await helper.resume();
     const { code, stderr } = await helper.exited;
     t.equal(code, 1, `died after step ${step}`);
     t.match(unusualLines(stderr)[0], `passt-repair: gate 1 (path) refused: process ${pod.pid}`);

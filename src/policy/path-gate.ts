@@ -203,7 +203,8 @@ function walk(root: ResolutionRoot, inside: string, options: { linksAllowed: boo
       } catch (error) {
         if (!isNativeFailure(error)) throw error;
         if (error.errno === ENOENT && options.partial) return { existing: where(stack), missing: [name, ...queue] };
-        refuse(`${shown([...stack, { name }])}: ${systemMessage(error.errno)}`);
+        const at = shown([...stack, { name }]);
+        refuse(`${describeLocation(inside, root.process)}: ${systemMessage(error.errno)}${at === inside ? '' : ` (at ${at})`}`);
       }
       let stat: ObjectStat;
       try {
