@@ -11,7 +11,7 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { openDescriptors, ROOT, startHelper, writePolicy } from './passt-double/passt-double';
+import { HELPER, openDescriptors, ROOT, startHelper, writePolicy } from './passt-double/passt-double';
 import { temporaryDirectory, unusualLines } from './lib';
 import { installPolicy, QEMU, startStoppedHelper, startUserNamespace, startVirtLauncher, type Pod } from './pods';
 
@@ -160,6 +160,22 @@ t.test('a host symlink into a process root (a magic link) is refused, whatever t
     t.match(unusualLines(stderr)[0], `passt-repair: gate 1 (path) refused: /proc/${pod.pid}/root is a symlink on /proc (a magic link`);
   }
   t.same((await pod.end()).served, [], 'nothing connected');
+});
+
+t.test('a helper without CAP_SYS_PTRACE cannot open another uid\'s process root: refused by gate 1, saying why', async (t) => {
+  const pod = await startVirtLauncher(SOCKET);
+  stopOnTeardown(t, pod);
+  await pod.listen();
+  const dir = temporaryDirectory();
+  fs.chmodSync(dir, 0o755);
+  const policy = path.join(dir, 'policy.json');
+  fs.copyFileSync(KUBEVIRT, policy);
+  const setprivNetAdmin = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all,+net_admin', '--ambient-caps=+net_admin', HELPER];
+  const { code, stderr } = await startHelper(['--policy', policy, `/proc/${pod.pid}/root${SOCKET}`], setprivNetAdmin).exited;
+  t.equal(code, 1);
+  t.match(unusualLines(stderr)[0], `passt-repair: gate 1 (path) refused: cannot open the root of process ${pod.pid}: permission denied`);
+  t.match(unusualLines(stderr)[0], "(another user's process root needs CAP_SYS_PTRACE)");
+  t.same((await pod.end()).served, []);
 });
 
 t.test('a PID that does not exist, or exits half-way through pinning, is refused by gate 1', async (t) => {

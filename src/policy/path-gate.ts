@@ -28,8 +28,10 @@ const S_IFLNK = 0o120000;
 const S_IFDIR = 0o040000;
 /** The kernel's own limit on symlinks in one resolution (MAXSYMLINKS). */
 const MAX_SYMLINKS = 40;
+const EPERM = 1;
 const ENOENT = 2;
 const ESRCH = 3;
+const EACCES = 13;
 
 /** PATH written as /proc/PID/root/REST: a path inside the root of process PID. */
 const PROCESS_ROOT_FORM = /^\/proc\/([1-9][0-9]{0,9})\/root(\/.*)?$/;
@@ -119,7 +121,8 @@ export function pinProcessRoot(pid: number): ResolutionRoot {
     closeRoot(root);
     if (!isNativeFailure(error)) throw error;
     if (error.errno === ENOENT || error.errno === ESRCH) refuse(`process ${pid} (in /proc/${pid}/root) does not exist or has exited`);
-    refuse(`cannot ${step} of process ${pid}: ${systemMessage(error.errno)}`);
+    const hint = error.errno === EACCES || error.errno === EPERM ? " (another user's process root needs CAP_SYS_PTRACE)" : '';
+    refuse(`cannot ${step} of process ${pid}: ${systemMessage(error.errno)}${hint}`);
   };
   try {
     root.procFd = native.openProcessDirectory(pid);
