@@ -86,17 +86,17 @@ function parseMounts(mountinfo: string): Map<number, string> {
   return mounts;
 }
 
-function closeQuietly(fd: number): void {
+function closeIfOpen(fd: number): void {
   if (fd >= 0) fs.closeSync(fd);
 }
 
 export function closeRoot(root: ResolutionRoot): void {
-  closeQuietly(root.fd);
-  closeQuietly(root.pidfd);
-  closeQuietly(root.procFd);
+  closeIfOpen(root.fd);
+  closeIfOpen(root.pidfd);
+  closeIfOpen(root.procFd);
 }
 
-/** The pid a pidfd stands for, -1 once that process has exited (fdinfo's "Pid:" line). */
+/** Whether the process a pidfd pins still runs: fdinfo's "Pid:" turns -1 once it has exited. */
 function pidfdAlive(pidfd: number): boolean {
   const line = /^Pid:\s*(-?\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${pidfd}`, 'utf8'));
   return line !== null && Number(line[1]) > 0;
@@ -127,16 +127,20 @@ export function pinProcessRoot(pid: number): ResolutionRoot {
   try {
     root.procFd = native.openProcessDirectory(pid);
   } catch (error) {
-    failed('open /proc/PID', error);
+    failed('open the /proc entry', error);
   }
   let status = '';
+  let step = 'open a pidfd';
   try {
     root.pidfd = native.pidfdOpen(pid);
+    step = 'read the status';
     status = native.readProcessFile(root.procFd, 'status');
+    step = 'read the mounts';
     root.mounts = parseMounts(native.readProcessFile(root.procFd, 'mountinfo'));
+    step = 'open the root';
     root.fd = native.openProcessRoot(root.procFd);
   } catch (error) {
-    failed(root.pidfd < 0 ? 'pin (pidfd_open)' : 'open the root', error);
+    failed(step, error);
   }
   if (!pidfdAlive(root.pidfd)) {
     closeRoot(root);
@@ -206,7 +210,7 @@ function walk(root: ResolutionRoot, inside: string, options: { linksAllowed: boo
       } catch (error) {
         if (!isNativeFailure(error)) throw error;
         if (error.errno === ENOENT && options.partial) return { existing: where(stack), missing: [name, ...queue] };
-        const at = shown([...stack, { name }]);
+        const at = where([...stack, { name }]);
         refuse(`${describeLocation(inside, root.process)}: ${systemMessage(error.errno)}${at === inside ? '' : ` (at ${at})`}`);
       }
       let stat: ObjectStat;
