@@ -32,7 +32,9 @@ const FIXTURE = path.join(__dirname, 'fixtures/pod-passt.js');
 export const QEMU = 107;
 
 async function startPodProcess(command: string, args: string[]): Promise<Pod> {
-  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  // A clean environment: none of the test runner's NODE_OPTIONS hooks, which
+  // would write the runner's files as another uid.
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'], env: { PATH: process.env.PATH } });
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
@@ -123,7 +125,7 @@ export function installPolicy(source: string): string {
 
 /** The helper, stopped by SIGSTOP right after its `n`-th openat2() returns. */
 export interface StoppedHelper extends HelperRun {
-  /** The helper's pid, once every one of its threads is stopped there. */
+  /** The helper's pid, once it is stopped there. */
   stopped: Promise<number>;
   /** Lets it go on; resolves once it has. */
   resume(): Promise<void>;
@@ -145,12 +147,11 @@ export function startStoppedHelper(args: readonly string[], n: number): StoppedH
   const stopped = (async () => {
     for (;;) {
       const text = read();
-      const signalled = /^(\d+) --- SIGSTOP \{/m.exec(text);
-      if (signalled !== null) {
-        // Every thread reported in group-stop (strace then holds it there).
-        const threads = fs.readdirSync(`/proc/${signalled[1]}/task`).length;
-        if (text.split('--- stopped by SIGSTOP ---').length - 1 >= threads) return (pid = Number(signalled[1]));
-      }
+      // strace pads pids to five columns.
+      const signalled = /^(\d+) +--- SIGSTOP \{/m.exec(text);
+      // The thread that walks (the one that got SIGSTOP) is in group-stop:
+      // the file system can change now; no other thread resolves paths.
+      if (signalled !== null && new RegExp(`^${signalled[1]} +--- stopped by SIGSTOP ---$`, 'm').test(text)) return (pid = Number(signalled[1]));
       if (run.child.exitCode !== null) throw new Error(`the helper exited before its openat2 #${n}:\n${text}`);
       await sleep(5);
     }
