@@ -98,7 +98,6 @@ t.test('namespace spoof, raced: 50 helpers against a swapper looping RENAME_EXCH
   const a = await attacker(t);
   const swapper = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath, path.join(__dirname, 'fixtures/swapper.js'), a.d, a.link], {
     stdio: 'inherit',
-    env: { PATH: process.env.PATH },
   });
   t.teardown(() => swapper.kill('SIGKILL'));
   const reasons = new Map<string, number>();

@@ -32,9 +32,7 @@ const FIXTURE = path.join(__dirname, 'fixtures/pod-passt.js');
 export const QEMU = 107;
 
 async function startPodProcess(command: string, args: string[]): Promise<Pod> {
-  // A clean environment: none of the test runner's NODE_OPTIONS hooks, which
-  // would write the runner's files as another uid.
-  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'], env: { PATH: process.env.PATH } });
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
