@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/connect.cc",
+        "native/resolve.cc",
         "native/protocol.cc",
         "native/credentials.cc",
         "native/capabilities.cc",

@@ -16,6 +16,14 @@ Napi::Value MakeNotDumpable(const Napi::CallbackInfo &info);
 Napi::Value SetNonBlocking(const Napi::CallbackInfo &info);
 Napi::Value MakePipe(const Napi::CallbackInfo &info);
 Napi::Value WaitWritable(const Napi::CallbackInfo &info);
+Napi::Value OpenHostRoot(const Napi::CallbackInfo &info);
+Napi::Value OpenComponent(const Napi::CallbackInfo &info);
+Napi::Value OpenProcessDirectory(const Napi::CallbackInfo &info);
+Napi::Value OpenProcessRoot(const Napi::CallbackInfo &info);
+Napi::Value ReadProcessFile(const Napi::CallbackInfo &info);
+Napi::Value ReadSymlink(const Napi::CallbackInfo &info);
+Napi::Value StatObject(const Napi::CallbackInfo &info);
+Napi::Value PidfdOpen(const Napi::CallbackInfo &info);
 }  // namespace passt_repair
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -32,6 +40,14 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNonBlocking", Napi::Function::New(env, passt_repair::SetNonBlocking));
   exports.Set("makePipe", Napi::Function::New(env, passt_repair::MakePipe));
   exports.Set("waitWritable", Napi::Function::New(env, passt_repair::WaitWritable));
+  exports.Set("openHostRoot", Napi::Function::New(env, passt_repair::OpenHostRoot));
+  exports.Set("openComponent", Napi::Function::New(env, passt_repair::OpenComponent));
+  exports.Set("openProcessDirectory", Napi::Function::New(env, passt_repair::OpenProcessDirectory));
+  exports.Set("openProcessRoot", Napi::Function::New(env, passt_repair::OpenProcessRoot));
+  exports.Set("readProcessFile", Napi::Function::New(env, passt_repair::ReadProcessFile));
+  exports.Set("readSymlink", Napi::Function::New(env, passt_repair::ReadSymlink));
+  exports.Set("statObject", Napi::Function::New(env, passt_repair::StatObject));
+  exports.Set("pidfdOpen", Napi::Function::New(env, passt_repair::PidfdOpen));
   return exports;
 }
 

@@ -1,126 +1,160 @@
 // Reaching passt's repair socket, given as a socket or as a directory to
-// wait in.
+// wait in, and checking who is behind it.
 //
-// The socket file is opened (O_PATH, never through a symlink at the end) and
-// connected to through /proc/self/fd/N: the helper reaches exactly the inode
-// it opened, and paths longer than sun_path's 108 bytes work.
-//
-// Gate 1, the path policy: what is checked is the path the kernel gives for
-// the descriptor held (readlink /proc/self/fd/N), and that same descriptor is
-// what gets connected. Swapping a symlink or a directory on the way, before
-// or after the check, can change what is opened, never make the helper
-// connect to something other than what was checked.
+// Gate 1 (src/policy/path-gate.ts) resolves PATH and holds the object it
+// decided on; this file connects to exactly that object (through
+// /proc/self/fd/N, which also works for paths longer than sun_path's 108
+// bytes) and runs gate 4 (src/policy/peer.ts) on the connection. In
+// directory mode both gates run per socket found: one that fails either is
+// skipped with a warning and the helper keeps waiting, so a socket planted
+// by someone else cannot stop the migration.
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native } from './addon';
 import { HelperError, Refusal, describeNativeFailure, isNativeFailure, systemMessage } from './errors';
-import { rulesAllowingDirectory, rulesAllowingSocket, type Policy, type Rule } from './policy';
+import type { Policy, Rule } from './policy';
+import {
+  closeRoot,
+  confirmAlive,
+  confirmBinding,
+  describeLocation,
+  holdEntry,
+  holdObject,
+  openHostRoot,
+  pinProcessRoot,
+  rulesAllowingDirectory,
+  rulesAllowingSocket,
+  rulesForRoot,
+  splitProcessRoot,
+  type HeldObject,
+  type ResolutionRoot,
+  type RootProcess,
+} from './policy/path-gate';
+import { checkPeer, type AllowedPeer } from './policy/peer';
 
-const O_PATH = 0o10000000;
 const REPAIR_SUFFIX = '.repair';
-/** A refused connection (socket file bound, passt not listening yet) is retried after 1, 2, 4 ... ms, at most this. */
+/** A refused connection (socket file bound, passt not listening yet, or its backlog full) is retried after 1, 2, 4 ... ms, at most this. */
 const MAX_RETRY_DELAY_MS = 100;
+const ENOENT = 2;
+const EAGAIN = 11;
+const ECONNREFUSED = 111;
 
-export interface Connection {
+/** A connection to a socket gate 1 allowed. */
+export interface ConnectedSocket {
   sock: number;
-  /** The socket file connected to, symlinks resolved. */
+  /** The socket's canonical path, inside the root of `rootProcess` when there is one. */
   path: string;
-  /** Its owner, for the rules' sameOwner. */
+  /** The process whose root the path is in (/proc/PID/root/...), or undefined for a host path. */
+  rootProcess: RootProcess | undefined;
+  /** The socket file's owner, for the rules' sameOwner. */
   owner: number;
   /** The rules that allow connecting to it: gate 4 checks the peer against these. */
   rules: readonly Rule[];
 }
 
-/** A socket file held open (O_PATH), with the path the kernel gives for it. */
-export interface HeldSocketFile {
-  fd: number;
-  path: string;
-  owner: number;
+/** A connection that passed gates 1 and 4. */
+export interface Reached {
+  connection: ConnectedSocket;
+  allowed: AllowedPeer;
 }
 
-type Attempt = { connected: Connection } | { refused: true } | { gone: true } | { notSocket: true } | { notAllowed: string };
+type Attempt = { connected: number } | { refused: 'refused' | 'busy' } | { gone: true };
 
-function describeFsError(error: unknown, path: string): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  const errno = (error as NodeJS.ErrnoException).errno;
-  return `${path}: ${errno === undefined ? String(error) : systemMessage(-errno)}${code ? ` (${code})` : ''}`;
-}
-
-/** Opens the socket file `openPath` refers to without following a symlink at its end. */
-export function holdSocketFile(openPath: string, displayPath: string): HeldSocketFile | { gone: true } | { notSocket: true } {
-  let fd: number;
+/** Connects to the socket held; a refused or busy listener is reported, not thrown. */
+function attemptConnection(held: HeldObject, where: string): Attempt {
   try {
-    fd = fs.openSync(openPath, O_PATH | fs.constants.O_NOFOLLOW);
+    return { connected: native.connectToSocketFile(held.fd) };
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { gone: true };
-    throw new HelperError(`cannot open ${describeFsError(error, displayPath)}`);
+    if (!isNativeFailure(error)) throw error;
+    if (error.code !== 'CONNECT_FAILED') throw new HelperError(describeNativeFailure(error));
+    if (error.errno === ECONNREFUSED) return { refused: 'refused' };
+    if (error.errno === EAGAIN) return { refused: 'busy' };
+    if (error.errno === ENOENT) return { gone: true };
+    throw new HelperError(`cannot connect to ${where}: ${systemMessage(error.errno)}`);
   }
+}
+
+/** Gate 4 on a fresh connection; the socket is closed if the peer is refused. */
+function checkConnected(connection: ConnectedSocket): Reached {
   try {
-    const stats = fs.fstatSync(fd);
-    if (!stats.isSocket()) {
-      fs.closeSync(fd);
-      return { notSocket: true };
-    }
-    // An unlinked file reads as "PATH (deleted)", which no pattern matches.
-    return { fd, path: fs.readlinkSync(`/proc/self/fd/${fd}`), owner: stats.uid };
+    return { connection, allowed: checkPeer(connection) };
   } catch (error) {
-    fs.closeSync(fd);
+    fs.closeSync(connection.sock);
     throw error;
   }
 }
 
-/** Connects to the socket file held if one of `grants` allows its path, and closes the held descriptor. */
-export function connectToHeld(held: HeldSocketFile, grants: readonly Rule[]): Attempt {
-  try {
-    const rules = rulesAllowingSocket(grants, held.path);
-    if (rules.length === 0) return { notAllowed: held.path };
-    const sock = native.connectToSocketFile(held.fd);
-    return { connected: { sock, path: held.path, owner: held.owner, rules } };
-  } catch (error) {
-    if (!isNativeFailure(error)) throw error;
-    if (error.code !== 'CONNECT_FAILED') throw new HelperError(describeNativeFailure(error));
-    if (error.errno === 111 /* ECONNREFUSED */) return { refused: true };
-    if (error.errno === 2 /* ENOENT */) return { gone: true };
-    throw new HelperError(`cannot connect to ${held.path}: ${systemMessage(error.errno)}`);
-  } finally {
-    fs.closeSync(held.fd);
-  }
-}
-
-function attemptConnection(openPath: string, displayPath: string, grants: readonly Rule[]): Attempt {
-  const held = holdSocketFile(openPath, displayPath);
-  return 'fd' in held ? connectToHeld(held, grants) : held;
-}
-
-function connectToSocket(path: string, policy: Policy): Connection {
-  const attempt = attemptConnection(path, path, policy.rules);
-  if ('connected' in attempt) return attempt.connected;
-  if ('notAllowed' in attempt) throw new Refusal('path', `${attempt.notAllowed}: no rule of ${policy.file} allows connecting to this socket`);
-  if ('refused' in attempt) throw new HelperError(`cannot connect to ${path}: ${systemMessage(111)}`);
-  if ('notSocket' in attempt) throw new HelperError(`${path} is not a socket`);
-  throw new HelperError(`${path}: ${systemMessage(2)}`);
+function connectToSocket(root: ResolutionRoot, held: HeldObject, grants: readonly Rule[], policy: Policy): Reached {
+  const where = describeLocation(held.path, root.process);
+  const rules = rulesAllowingSocket(grants, held.path);
+  if (rules.length === 0) throw new Refusal('path', `${where}: no rule of ${policy.file} allows connecting to this socket`);
+  confirmBinding(root, held);
+  const attempt = attemptConnection(held, where);
+  if ('refused' in attempt)
+    throw new HelperError(`cannot connect to ${where}: ${attempt.refused === 'refused' ? systemMessage(ECONNREFUSED) : 'its listen backlog is full'}`);
+  if ('gone' in attempt) throw new HelperError(`${where}: ${systemMessage(ENOENT)}`);
+  return checkConnected({ sock: attempt.connected, path: held.path, rootProcess: root.process, owner: held.owner, rules });
 }
 
 /**
- * Waits in `directory` for a socket named *.repair that accepts a
- * connection. The watch starts before the directory is listed, so a socket
- * created in between is seen either way.
- *
- * The directory must be one that some rule's "directories" allow, and each
- * socket found must match a "sockets" pattern of one of those same rules. A
- * socket that does not is skipped with a warning and the helper keeps
- * waiting: anyone who can create files in the directory could otherwise stop
- * the migration.
+ * One socket found in the directory, through both gates: connected and its
+ * peer allowed, refused (retry later), or skipped for good with a warning.
  */
-async function connectInDirectory(directory: string, timeoutMs: number | undefined, policy: Policy, warn: (line: string) => void): Promise<Connection> {
-  const dirFd = fs.openSync(directory, O_PATH | fs.constants.O_DIRECTORY);
-  const held = `/proc/self/fd/${dirFd}`;
-  const checkedDirectory = fs.readlinkSync(held);
-  const grants = rulesAllowingDirectory(policy.rules, checkedDirectory);
-  if (grants.length === 0) {
-    fs.closeSync(dirFd);
-    throw new Refusal('path', `${checkedDirectory}: no rule of ${policy.file} allows waiting in this directory`);
+function tryCandidate(root: ResolutionRoot, directory: HeldObject, name: string, grants: readonly Rule[], warn: (line: string) => void): Reached | 'retry' | 'skip' {
+  const where = describeLocation(`${directory.path}/${name}`, root.process);
+  let held: HeldObject | undefined;
+  try {
+    held = holdEntry(root, directory, name);
+    if (held === undefined) return 'skip'; // gone, or not a socket (a symlink is never followed here)
+    const rules = rulesAllowingSocket(grants, held.path);
+    if (rules.length === 0) {
+      warn(`skipping ${where}: no rule that allows ${describeLocation(directory.path, root.process)} allows this socket`);
+      return 'skip';
+    }
+    confirmBinding(root, held);
+    const attempt = attemptConnection(held, where);
+    if ('refused' in attempt) return 'retry';
+    if ('gone' in attempt) return 'skip';
+    return checkConnected({ sock: attempt.connected, path: held.path, rootProcess: root.process, owner: held.owner, rules });
+  } catch (error) {
+    if (!(error instanceof Refusal)) throw error;
+    // The root's process gone: nothing in it can be served.
+    if (root.process !== undefined && !isAlive(root)) throw error;
+    warn(`skipping ${where}: gate ${error.gate === 'path' ? 1 : 4} (${error.gate}) refused: ${error.message}`);
+    return 'skip';
+  } finally {
+    if (held !== undefined) fs.closeSync(held.fd);
   }
+}
+
+function isAlive(root: ResolutionRoot): boolean {
+  try {
+    confirmAlive(root);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Waits in the held directory for a socket named *.repair that passes
+ * gates 1 and 4. The watch starts before the directory is listed, so a
+ * socket created in between is seen either way. --timeout bounds the whole
+ * wait: no connect() blocks.
+ */
+async function connectInDirectory(
+  root: ResolutionRoot,
+  directory: HeldObject,
+  timeoutMs: number | undefined,
+  policy: Policy,
+  grantsInRoot: readonly Rule[],
+  warn: (line: string) => void,
+): Promise<Reached> {
+  const shownDirectory = describeLocation(directory.path, root.process);
+  const grants = rulesAllowingDirectory(grantsInRoot, directory.path);
+  if (grants.length === 0) throw new Refusal('path', `${shownDirectory}: no rule of ${policy.file} allows waiting in this directory`);
+  confirmBinding(root, directory);
+  const held = `/proc/self/fd/${directory.fd}`;
   const candidates = new Set<string>();
   const abort = new AbortController();
   let wake: (() => void) | undefined;
@@ -141,19 +175,16 @@ async function connectInDirectory(directory: string, timeoutMs: number | undefin
     for (const name of fs.readdirSync(held)) if (name.endsWith(REPAIR_SUFFIX)) candidates.add(name);
     let retryDelay = 1;
     for (;;) {
-      if (watchError !== undefined) throw new HelperError(`watching ${describeFsError(watchError, directory)}`);
+      if (watchError !== undefined) throw new HelperError(`watching ${shownDirectory}: ${(watchError as Error).message}`);
       let refused = false;
       for (const name of [...candidates].sort()) {
-        const attempt = attemptConnection(`${held}/${name}`, `${checkedDirectory}/${name}`, grants);
-        if ('connected' in attempt) return attempt.connected;
-        if ('refused' in attempt) refused = true;
-        else {
-          if ('notAllowed' in attempt) warn(`skipping ${attempt.notAllowed}: no rule that allows ${checkedDirectory} allows this socket`);
-          candidates.delete(name); // gone, not a socket (a symlink is never followed here), or not allowed
-        }
+        const outcome = tryCandidate(root, directory, name, grants, warn);
+        if (outcome === 'retry') refused = true;
+        else if (outcome === 'skip') candidates.delete(name);
+        else return outcome;
       }
       if (deadline !== undefined && Date.now() >= deadline)
-        throw new HelperError(`no socket named *${REPAIR_SUFFIX} in ${directory} accepted a connection within ${timeoutMs! / 1000} s`);
+        throw new HelperError(`no socket named *${REPAIR_SUFFIX} in ${shownDirectory} accepted a connection within ${timeoutMs! / 1000} s`);
       const changed = new Promise<void>((resolve) => (wake = resolve));
       const waits: Promise<unknown>[] = [changed];
       if (refused) waits.push(sleep(retryDelay, undefined, { signal: abort.signal }).catch(() => undefined));
@@ -164,21 +195,28 @@ async function connectInDirectory(directory: string, timeoutMs: number | undefin
   } finally {
     abort.abort();
     watcher.close();
-    fs.closeSync(dirFd);
   }
 }
 
-/** Connects to passt's repair socket: PATH itself, or the first *.repair socket in directory PATH. */
-export async function connectToPasst(path: string, timeoutMs: number | undefined, policy: Policy, warn: (line: string) => void): Promise<Connection> {
-  let resolved: string;
-  let stats: fs.Stats;
+/**
+ * Connects to passt's repair socket: PATH itself, or the first *.repair
+ * socket in directory PATH that passes both gates. PATH may be written
+ * /proc/PID/root/REST (see src/policy/path-gate.ts). Every descriptor gate 1
+ * held is closed before this returns: only the connection is left.
+ */
+export async function connectToPasst(given: string, timeoutMs: number | undefined, policy: Policy, warn: (line: string) => void): Promise<Reached> {
+  const { pid, inside } = splitProcessRoot(given);
+  const root = pid === undefined ? openHostRoot() : pinProcessRoot(pid);
   try {
-    resolved = fs.realpathSync(path);
-    stats = fs.statSync(resolved);
-  } catch (error) {
-    throw new HelperError(describeFsError(error, path));
+    const grants = rulesForRoot(policy, root);
+    const held = holdObject(root, inside);
+    try {
+      if (held.kind === 'directory') return await connectInDirectory(root, held, timeoutMs, policy, grants, warn);
+      return connectToSocket(root, held, grants, policy);
+    } finally {
+      fs.closeSync(held.fd);
+    }
+  } finally {
+    closeRoot(root);
   }
-  if (stats.isDirectory()) return connectInDirectory(resolved, timeoutMs, policy, warn);
-  if (stats.isSocket()) return connectToSocket(resolved, policy);
-  throw new HelperError(`${path} is not a socket or a directory`);
 }

@@ -8,7 +8,6 @@ import { describeLimits } from './limits';
 import { AuditLog } from './log';
 import { writeAnswer } from './output';
 import { loadPolicy } from './policy';
-import { checkPeer } from './policy/peer';
 import { serve } from './protocol';
 import { chooseSandboxAccount, FALLBACK_ACCOUNT, SANDBOX_ACCOUNT } from './sandbox/account';
 import { dropToNetAdmin, dropToReachSocket } from './sandbox/capabilities';
@@ -88,23 +87,33 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
   run.phase = 'capabilities';
   const privileges = dropToReachSocket(sandboxAccount.name);
   run.phase = 'connect';
-  const connection = await untilSignalled(connectToPasst(invocation.path, invocation.timeoutMs, policy, (line) => log.write('warning', 'warning', line)));
+  // Gate 4 runs inside, right after each connect(): in directory mode a
+  // socket whose peer it refuses is skipped and the wait goes on.
+  const { connection, allowed } = await untilSignalled(
+    connectToPasst(invocation.path, invocation.timeoutMs, policy, (line) => log.write('warning', 'warning', line)).catch((error: unknown) => {
+      if (error instanceof Refusal && error.gate === 'peer') run.phase = 'peer';
+      throw error;
+    }),
+  );
   const connectedMs = process.uptime() * 1e3;
   try {
     checkSignals();
-    run.known.paths.push(connection.path);
+    const { rule, peer, exe, description } = allowed;
+    const rootPid = connection.rootProcess?.pid;
+    const socket = rootPid === undefined ? connection.path : `/proc/${rootPid}/root${connection.path}`;
+    run.known.paths.push(socket, connection.path);
     run.known.ids.push(connection.owner);
-    run.phase = 'peer';
-    const { rule, peer, exe, description } = checkPeer(connection);
+    if (rootPid !== undefined) run.known.pids.push(rootPid);
     run.known.pids.push(peer.pid);
     run.known.ids.push(peer.uid, peer.gid);
     if (exe !== undefined) run.known.paths.push(exe);
+    const where = rootPid === undefined ? connection.path : `${connection.path} inside the root of pid ${rootPid}`;
     const limits = describeLimits(rule.limits);
     log.write(
       'info',
       'connected',
-      `connected to ${connection.path}, allowed by rule "${rule.name}": peer ${description}, executable ${exe ?? 'unknown'}${limits === undefined ? '' : `; limits: ${limits}`}`,
-      { socket: connection.path, rule: rule.name, peerPid: peer.pid, peerUid: peer.uid, peerGid: peer.gid, peerExe: exe, limits },
+      `connected to ${where}, allowed by rule "${rule.name}": peer ${description}, executable ${exe ?? 'unknown'}${limits === undefined ? '' : `; limits: ${limits}`}`,
+      { socket, rootPid, insidePath: rootPid === undefined ? undefined : connection.path, rule: rule.name, peerPid: peer.pid, peerUid: peer.uid, peerGid: peer.gid, peerExe: exe, limits },
     );
     checkSignals();
     run.phase = 'capabilities';

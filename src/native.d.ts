@@ -51,13 +51,48 @@ export interface CredentialChange {
   ids: { uid: number; gid: number; groups: number[] } | null;
 }
 
+/** statx(2) of an object held open (native/resolve.cc). */
+export interface ObjectStat {
+  /** st_mode & S_IFMT. */
+  type: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  /** "MAJOR:MINOR:INODE": the object, on its device. */
+  identity: string;
+  /** STATX_MNT_ID: the mount it was reached through, as in mountinfo's first field. */
+  mountId: number;
+}
+
 export interface Native {
   /**
    * Connects a new AF_UNIX stream socket to the socket file held open by
    * `pathFd` (an O_PATH descriptor), through /proc/self/fd. Returns the
-   * connected socket's descriptor.
+   * connected socket's descriptor (blocking). The connect() itself does not
+   * block: a full backlog throws CONNECT_FAILED with errno EAGAIN.
    */
   connectToSocketFile(pathFd: number): number;
+  /** An O_PATH descriptor of "/", where a host path's walk starts (native/resolve.cc). */
+  openHostRoot(): number;
+  /**
+   * openat2(O_PATH | O_NOFOLLOW, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+   * RESOLVE_BENEATH, plus RESOLVE_NO_XDEV when `sameMount`) of one component
+   * in `dirFd`: a symlink is opened itself, never followed. Throws
+   * OPEN_FAILED with errno.
+   */
+  openComponent(dirFd: number, name: string, sameMount: boolean): number;
+  /** An O_PATH descriptor of /proc/PID, pinning that process's proc entry. Throws OPEN_FAILED. */
+  openProcessDirectory(pid: number): number;
+  /** The root directory of the process whose /proc/PID `procFd` holds (a deliberate magic-link follow). Throws OPEN_FAILED. */
+  openProcessRoot(procFd: number): number;
+  /** The whole text of `name` ("status", "mountinfo") in the /proc/PID held by `procFd`. Throws READ_FAILED. */
+  readProcessFile(procFd: number, name: string): string;
+  /** The target text of the symlink held by `fd`. Throws READLINK_FAILED. */
+  readSymlink(fd: number): string;
+  /** statx(2) of the object `fd` holds. Throws STAT_FAILED, or STAT_INCOMPLETE when the kernel gives no mount id. */
+  statObject(fd: number): ObjectStat;
+  /** pidfd_open(2) of `pid` (close-on-exec). Throws PIDFD_FAILED with errno. */
+  pidfdOpen(pid: number): number;
   /**
    * Waits for one request on `sock` (at most `waitMs` milliseconds; negative:
    * no limit), receives it, checks its shape, the rule's limits and every

@@ -42,7 +42,7 @@ const VALUES_AHEAD_OF_SCHEMA = ['text', 'json', 'production', 'paths', 'ids', 'p
 /** The JSON log's events and the fields each adds (besides time, level, event, message). */
 const LOG_EVENTS: Record<string, string[]> = {
   start: ['version', 'pid', 'path', 'policy'],
-  connected: ['socket', 'rule', 'peerPid', 'peerUid', 'peerGid', 'peerExe', 'limits'],
+  connected: ['socket', 'rootPid', 'insidePath', 'rule', 'peerPid', 'peerUid', 'peerGid', 'peerExe', 'limits'],
   command: ['command', 'requests', 'sockets', 'durationMs'],
   warning: [],
   refused: ['gate', 'reason'],

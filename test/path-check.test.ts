@@ -1,8 +1,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { connectToHeld, holdSocketFile } from '../src/connect';
-import { parsePolicy } from '../src/policy/load';
+import { closeRoot, confirmBinding, holdObject, openHostRoot } from '../src/policy/path-gate';
 import { acceptHelper, passt, startHelper, writePolicy } from './passt-double/passt-double';
 import { temporaryDirectory, unusualLines } from './lib';
 
@@ -42,47 +41,32 @@ t.test('an allowed socket is connected to; a disallowed one never is', async (t)
   fs.closeSync(otherListener);
 });
 
-t.test('swap race: what was opened and checked is what gets connected, never the replacement', async (t) => {
+t.test('swap race: a socket moved after it was opened is refused, a symlink swapped in is never followed', async (t) => {
   const dir = temporaryDirectory();
   const socketPath = path.join(dir, 'passt.repair');
   const original = passt.listenUnix(socketPath);
-  const policy = parsePolicy('p.json', JSON.stringify({ version: 1, rules: [{ name: 'r', sockets: [`${dir}/*.repair`], peer: {} }] }));
 
-  // The helper's own two steps, with the swap deterministically in between.
-  const held = holdSocketFile(socketPath, socketPath);
-  if (!('fd' in held)) throw new Error('not held');
-  t.equal(held.path, socketPath, 'the path checked is the one the kernel gives for the descriptor');
+  // Gate 1's own steps, with the swap deterministically in between.
+  const root = openHostRoot();
+  t.teardown(() => closeRoot(root));
+  const held = holdObject(root, socketPath);
+  t.equal(held.path, socketPath, 'the canonical path is the one the helper built');
   fs.renameSync(socketPath, path.join(dir, 'moved-away'));
   const replacement = passt.listenUnix(socketPath);
-  const attempt = connectToHeld(held, policy.rules);
-  t.ok('connected' in attempt, 'the socket checked is connected to, wherever it was moved');
-  if ('connected' in attempt) fs.closeSync(attempt.connected.sock);
-  t.equal(passt.accept(replacement, 0), -1, 'the replacement saw no connection');
-  const first = passt.accept(original, 0);
-  t.ok(first >= 0, 'the original listener got the connection');
-  fs.closeSync(first);
+  t.throws(() => confirmBinding(root, held), { gate: 'path', message: `${socketPath} now names another object than the one opened: replaced after it was opened` });
+  fs.closeSync(held.fd);
 
-  // Swapped by a symlink to elsewhere: still the original that is reached.
-  fs.unlinkSync(socketPath);
-  fs.renameSync(path.join(dir, 'moved-away'), path.join(dir, 'real.repair'));
-  const heldAgain = holdSocketFile(path.join(dir, 'real.repair'), 'real');
-  if (!('fd' in heldAgain)) throw new Error('not held');
-  fs.renameSync(path.join(dir, 'real.repair'), path.join(dir, 'kept.repair'));
+  // A symlink to the original where the path was: a symlink now, refused.
   fs.closeSync(replacement);
-  const decoy = passt.listenUnix(path.join(dir, 'decoy.repair'));
-  fs.symlinkSync(path.join(dir, 'decoy.repair'), path.join(dir, 'real.repair'));
-  const connected = connectToHeld(heldAgain, policy.rules);
-  t.ok('connected' in connected);
-  if ('connected' in connected) {
-    t.equal(connected.connected.path, path.join(dir, 'real.repair'), 'reported as the path that was checked');
-    fs.closeSync(connected.connected.sock);
-  }
-  t.equal(passt.accept(decoy, 0), -1, 'the decoy saw no connection');
-  const fromOriginal = passt.accept(original, 0);
-  t.ok(fromOriginal >= 0, 'the original listener got the connection');
-  fs.closeSync(fromOriginal);
+  fs.unlinkSync(socketPath);
+  const heldAgain = holdObject(root, path.join(dir, 'moved-away'));
+  fs.symlinkSync(path.join(dir, 'passt.repair.elsewhere'), path.join(dir, 'link'));
+  fs.renameSync(path.join(dir, 'moved-away'), path.join(dir, 'passt.repair.elsewhere'));
+  fs.renameSync(path.join(dir, 'link'), path.join(dir, 'moved-away'));
+  t.throws(() => confirmBinding(root, heldAgain), { gate: 'path', message: `${dir}/moved-away is a symlink now: the path checked has changed since` });
+  fs.closeSync(heldAgain.fd);
+  t.equal(passt.accept(original, 0), -1, 'nothing connected');
   fs.closeSync(original);
-  fs.closeSync(decoy);
 });
 
 t.test('directory mode: the directory is checked first, each socket found before connecting', async (t) => {

@@ -242,9 +242,17 @@ t.test('the example policies are valid', async (t) => {
   const kubevirt = loadPolicy(path.join(dir, 'kubevirt.json'));
   // As virt-handler names it: the host's /var/lib/kubelet/pods is its /pods.
   const pod = '/pods/0f7e/volumes/kubernetes.io~empty-dir/libvirt-runtime/qemu/run/passt/vm-net0.socket.repair';
-  t.ok(kubevirt.rules[0]!.sockets[0]!.matches(pod));
-  t.ok(kubevirt.rules[0]!.directories[0]!.matches(path.dirname(pod)));
-  t.notOk(kubevirt.rules[0]!.sockets[0]!.matches(pod.replace('/libvirt-runtime/', '/other-volume/')), 'only the libvirt-runtime volume');
+  const shortening = kubevirt.rules.find((rule) => rule.processRoot === undefined)!;
+  t.ok(shortening.sockets[0]!.matches(pod));
+  t.ok(shortening.directories[0]!.matches(path.dirname(pod)));
+  t.notOk(shortening.sockets[0]!.matches(pod.replace('/libvirt-runtime/', '/other-volume/')), 'only the libvirt-runtime volume');
+  // Current virt-handler: /proc/PID/root/var/run/libvirt/qemu/run/passt, matched inside that root.
+  const launcher = kubevirt.rules.find((rule) => rule.processRoot !== undefined)!;
+  t.same(launcher.processRoot, { uids: [107], gids: [107] });
+  for (const inside of ['/run', '/var/run']) {
+    t.ok(launcher.directories.some((pattern) => pattern.matches(`${inside}/libvirt/qemu/run/passt`)), `${inside} directory`);
+    t.ok(launcher.sockets.some((pattern) => pattern.matches(`${inside}/libvirt/qemu/run/passt/vm.socket.repair`)), `${inside} socket`);
+  }
 });
 
 t.test('the schema documents every field', async (t) => {
@@ -456,7 +464,7 @@ t.test('--explain says which rule allows a path, or why none does', async (t) =>
   t.equal(
     socketCase.stdout,
     [
-      `${dir}/a.repair does not exist (yet): matched as written, as a socket path`,
+      `${dir} exists; a.repair does not exist yet: matched as ${dir}/a.repair, as a socket (end PATH with "/" to ask about a directory)`,
       `rule "sockets-only": "sockets" pattern "${dir}/*.repair" matches; it serves a peer that owns the socket, has uid 107`,
       `rule "waiting": no "sockets" pattern matches ("${sub}/*.repair")`,
       `${dir}/a.repair: allowed as a socket by rule "sockets-only" of ${file}`,

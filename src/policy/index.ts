@@ -1,23 +1,16 @@
-// Gate 1 (which paths the helper may connect to) and gate 4 (which passt
-// processes it may serve), decided by the policy file. See
-// policy/policy.schema.json for the format, SECURITY.md for the reasoning.
+// Gate 1 (which paths the helper may connect to: ./path-gate.ts) and gate 4
+// (which passt processes it may serve: ./peer.ts), decided by the policy
+// file. See policy/policy.schema.json for the format, SECURITY.md for the
+// reasoning.
 //
 // Each rule is a grant. A socket path is allowed by the rules whose
 // "sockets" patterns match it (in directory mode: only among the rules whose
 // "directories" patterns matched the directory); the peer behind it is
 // served if one of those same rules also allows the peer.
 export { DEFAULT_POLICY_FILE, PolicyError, loadPolicy } from './load';
-export type { LogFormat, Policy, Rule, PeerRule, SentryInclude, SentrySettings } from './load';
+export type { LogFormat, Policy, ProcessRootRule, Rule, PeerRule, SentryInclude, SentrySettings } from './load';
 import type { PeerCredentials } from '../native.d';
 import type { Rule } from './load';
-
-export function rulesAllowingSocket(rules: readonly Rule[], socketPath: string): Rule[] {
-  return rules.filter((rule) => rule.sockets.some((pattern) => pattern.matches(socketPath)));
-}
-
-export function rulesAllowingDirectory(rules: readonly Rule[], directoryPath: string): Rule[] {
-  return rules.filter((rule) => rule.directories.some((pattern) => pattern.matches(directoryPath)));
-}
 
 /** Why `rule` does not allow the peer, or undefined if it does. */
 export function peerRefusal(rule: Rule, peer: PeerCredentials, socketOwner: number): string | undefined {

@@ -29,6 +29,12 @@ export interface PeerRule {
   gids: readonly number[] | undefined;
 }
 
+/** Which processes may lend their root (/proc/PID/root/...) to a rule's paths: all present conditions hold. */
+export interface ProcessRootRule {
+  uids: readonly number[] | undefined;
+  gids: readonly number[] | undefined;
+}
+
 export interface Rule {
   name: string;
   sockets: readonly Pattern[];
@@ -36,6 +42,8 @@ export interface Rule {
   peer: PeerRule;
   /** What a session served under this rule may do (src/limits.ts). */
   limits: RuleLimits;
+  /** Present: the rule's patterns name paths inside a process's root, given as /proc/PID/root/...; absent: host paths. */
+  processRoot: ProcessRootRule | undefined;
 }
 
 export type LogFormat = 'text' | 'json';
@@ -71,7 +79,14 @@ interface PolicyDocument {
   sandbox?: { user?: string; seccomp?: 'kill' | 'log' };
   log?: { format?: LogFormat };
   telemetry?: { sentry?: { dsn: string; environment?: string; include?: SentryInclude[] } };
-  rules: { name: string; sockets: string[]; directories?: string[]; peer: { sameOwner?: boolean; uids?: number[]; gids?: number[] }; limits?: LimitsDocument }[];
+  rules: {
+    name: string;
+    sockets: string[];
+    directories?: string[];
+    peer: { sameOwner?: boolean; uids?: number[]; gids?: number[] };
+    processRoot?: { uids?: number[]; gids?: number[] };
+    limits?: LimitsDocument;
+  }[];
 }
 
 interface SchemaError {
@@ -325,6 +340,7 @@ function toPolicy(file: string, value: unknown): Policy {
       directories: (rule.directories ?? []).map(pattern),
       peer: { sameOwner: rule.peer.sameOwner ?? true, uids: rule.peer.uids, gids: rule.peer.gids },
       limits: ruleLimits(rule.limits),
+      processRoot: rule.processRoot && { uids: rule.processRoot.uids, gids: rule.processRoot.gids },
     })),
   };
 }

@@ -3,16 +3,11 @@
 import * as fs from 'node:fs';
 import { native } from '../addon';
 import { HelperError, Refusal, isNativeFailure, systemMessage } from '../errors';
+import type { ConnectedSocket } from '../connect';
 import type { PeerCredentials } from '../native.d';
 import { peerRefusal } from './index';
 import type { Rule } from './load';
-
-export interface ConnectedSocket {
-  sock: number;
-  path: string;
-  owner: number;
-  rules: readonly Rule[];
-}
+import { describeLocation } from './path-gate';
 
 /**
  * The pid the peer's pidfd stands for: that of the very process that
@@ -51,13 +46,18 @@ export interface AllowedPeer {
   description: string;
 }
 
-/** Returns the rule that allows the peer on `connection`, or throws a refusal (gate 4, exit 1) naming the peer. */
+/**
+ * Returns the rule that allows the peer on `connection`, or throws a refusal
+ * (gate 4, exit 1) naming the peer. Called by src/connect.ts right after
+ * each connect(), so that in directory mode a refused peer is skipped.
+ */
 export function checkPeer(connection: ConnectedSocket): AllowedPeer {
+  const where = describeLocation(connection.path, connection.rootProcess);
   let peer: PeerCredentials;
   try {
     peer = native.peerCredentials(connection.sock);
   } catch (error) {
-    if (isNativeFailure(error)) throw new HelperError(`cannot read the credentials of the peer on ${connection.path}: ${systemMessage(error.errno)}`);
+    if (isNativeFailure(error)) throw new HelperError(`cannot read the credentials of the peer on ${where}: ${systemMessage(error.errno)}`);
     throw error;
   }
   // Read before the pidfd is: while that process lives, its pid names no other.
@@ -69,5 +69,5 @@ export function checkPeer(connection: ConnectedSocket): AllowedPeer {
     if (refusal === undefined) return { rule, peer, exe: livePid === -1 ? undefined : exe, description: describePeer(peer, livePid) };
     refusals.push(`rule "${rule.name}": ${refusal}`);
   }
-  throw new Refusal('peer', `peer refused on ${connection.path}: ${describePeer(peer, livePid)}; ${refusals.join('; ')}`);
+  throw new Refusal('peer', `peer refused on ${where}: ${describePeer(peer, livePid)}; ${refusals.join('; ')}`);
 }

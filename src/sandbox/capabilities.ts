@@ -142,8 +142,8 @@ function verifyEveryThread(expected: Omit<ThreadCredentials, 'tid' | 'seccomp'>,
 /**
  * Gate 2, first step, before connecting: every thread keeps only
  * CAP_NET_ADMIN, what reaching the socket needs (CAP_DAC_OVERRIDE,
- * CAP_DAC_READ_SEARCH), what naming the peer's executable needs
- * (CAP_SYS_PTRACE, when held) and what the second step needs (CAP_SETUID,
+ * CAP_DAC_READ_SEARCH), what opening another process's root and naming
+ * the peer's executable need (CAP_SYS_PTRACE, when held) and what the second step needs (CAP_SETUID,
  * CAP_SETGID and CAP_SETPCAP, when the ids must change). Securebits are set
  * and locked and the bounding set shrinks when CAP_SETPCAP allows.
  */
@@ -162,8 +162,10 @@ export function dropToReachSocket(user: string): Privileges {
     );
   const setpcap = held(CAP_SETPCAP);
   const keep = [CAP_NET_ADMIN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH];
-  // Only to read the peer's /proc/PID/exe for the audit log: passt runs as
-  // another user and makes itself not dumpable.
+  // For gate 1 to open /proc/PID/root of another uid's process (KubeVirt's
+  // form), and to read the peer's /proc/PID/exe for the audit log (passt
+  // runs as another user and makes itself not dumpable). The second step
+  // drops it, and checks every thread for it.
   if (held(CAP_SYS_PTRACE)) keep.push(CAP_SYS_PTRACE);
   if (account) keep.push(CAP_SETUID, CAP_SETGID);
   if (setpcap) keep.push(CAP_SETPCAP);

@@ -10,6 +10,8 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <linux/netlink.h>
@@ -91,6 +93,42 @@ Napi::Value ListenUnix(const Napi::CallbackInfo &info) {
     return Fail(info.Env(), "listen", error);
   }
   return fd;
+}
+
+// renameExchange(a, b): renameat2(RENAME_EXCHANGE), the attacker's atomic
+// swap of a directory with a symlink (no moment where either name is gone).
+Napi::Value RenameExchange(const Napi::CallbackInfo &info) {
+  std::string a = info[0].As<Napi::String>();
+  std::string b = info[1].As<Napi::String>();
+  if (renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) < 0) return Fail(info.Env(), "renameat2 " + a, errno);
+  return info.Env().Undefined();
+}
+
+// fillBacklog(path): connects to the listener at `path` without blocking
+// until the kernel says its backlog is full (EAGAIN); returns the connected
+// descriptors, which the caller closes. A stray socket planted to stall a
+// helper whose connect() blocks.
+Napi::Value FillBacklog(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>();
+  struct sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(address.sun_path)) return Fail(env, "path too long for sun_path", ENAMETOOLONG);
+  memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  Napi::Array fds = Napi::Array::New(env);
+  for (uint32_t count = 0; count < 64; count++) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return Fail(env, "socket", errno);
+    if (connect(fd, reinterpret_cast<sockaddr *>(&address), sizeof(address)) == 0) {
+      fds.Set(count, fd);
+      continue;
+    }
+    int error = errno;
+    close(fd);
+    if (error == EAGAIN) return fds;
+    return Fail(env, "connect " + path, error);
+  }
+  return Fail(env, "backlog never filled", EOVERFLOW);
 }
 
 // accept(listenFd, timeoutMs): the helper's connection, or -1 on timeout.
@@ -455,6 +493,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("startListening", Napi::Function::New(env, StartListening));
   exports.Set("listenUnix", Napi::Function::New(env, ListenUnix));
   exports.Set("accept", Napi::Function::New(env, Accept));
+  exports.Set("renameExchange", Napi::Function::New(env, RenameExchange));
+  exports.Set("fillBacklog", Napi::Function::New(env, FillBacklog));
   exports.Set("sendRequest", Napi::Function::New(env, SendRequest));
   exports.Set("receiveReply", Napi::Function::New(env, ReceiveReply));
   exports.Set("roundTrip", Napi::Function::New(env, RoundTrip));

@@ -36,6 +36,10 @@ export interface PasstDouble {
   bindUnix(path: string): number;
   startListening(fd: number): void;
   listenUnix(path: string): number;
+  /** renameat2(RENAME_EXCHANGE) of two paths. */
+  renameExchange(a: string, b: string): void;
+  /** Non-blocking connects to the listener at `path` until its backlog is full; the connected descriptors. */
+  fillBacklog(path: string): number[];
   /** The helper's connection, or -1 if none came within timeoutMs. */
   accept(listenFd: number, timeoutMs: number): number;
   sendRequest(fd: number, bytes: Buffer, fds: readonly number[], shape?: RequestShape): number;
