@@ -68,7 +68,7 @@ t.test('schema errors: every mistake, FILE:LINE:COLUMN: /pointer: what was expec
       'p.json:5:88: /rules/0/peer/uids/0: expected at least 0, found -1',
       'p.json:6:20: /rules/1/sockets: expected at least 1 item, found 0',
       'p.json:6:45: /rules/1/peer/gids: items 0 and 1 are the same; remove one',
-      'p.json:6:63: /rules/1/idle: unknown key "idle"; the keys allowed here are "name", "sockets", "directories", "peer", "limits"',
+      'p.json:6:63: /rules/1/idle: unknown key "idle"; the keys allowed here are "name", "sockets", "directories", "peer", "processRoot", "limits"',
       'p.json:7:5: /rules/2: missing the required key "sockets"; add it',
       'p.json:7:5: /rules/2: missing the required key "peer"; add it',
     ].join('\n'),

@@ -211,7 +211,13 @@ function walk(root: ResolutionRoot, inside: string, options: { linksAllowed: boo
         if (!isNativeFailure(error)) throw error;
         if (error.errno === ENOENT && options.partial) return { existing: where(stack), missing: [name, ...queue] };
         const at = where([...stack, { name }]);
-        refuse(`${describeLocation(inside, root.process)}: ${systemMessage(error.errno)}${at === inside ? '' : ` (at ${at})`}`);
+        const problem = `${describeLocation(inside, root.process)}: ${systemMessage(error.errno)}${at === inside ? '' : ` (at ${at})`}`;
+        // In the re-check, a path that no longer opens was changed under the
+        // helper: refused. On the first walk the file system said no
+        // (missing, not a directory, no access): an error, not the policy's
+        // decision.
+        if (!options.linksAllowed) refuse(problem);
+        throw new HelperError(problem);
       }
       let stat: ObjectStat;
       try {
