@@ -33,7 +33,9 @@
 // passed on.
 //
 // Built by binding.gyp (target passt_repair_launcher).
+#define _GNU_SOURCE  // O_PATH
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +99,29 @@ static int find_runtime(struct runtime *runtime) {
 	return -1;
 }
 
+// The descriptors a request brings (up to 253, and a malformed second
+// SCM_RIGHTS message's as many again) need room in the descriptor table. The
+// kernel grows the table on demand, and in a process with several threads
+// (Node's) it waits for an RCU grace period before freeing the old one: a few
+// milliseconds on the first request otherwise. Grown here, while this process
+// has a single thread and it costs nothing; execve(2) keeps the table.
+// Best effort: with RLIMIT_NOFILE under RESERVED_DESCRIPTORS the table grows
+// to what the limit allows, as it would have on the first request.
+#define RESERVED_DESCRIPTORS 1024
+
+static void reserve_descriptor_table(void) {
+	// open(2) O_PATH "/": a descriptor to copy, whatever 0, 1 and 2 are.
+	int fd = open("/", O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	// fcntl(2) F_DUPFD_CLOEXEC: the lowest free descriptor at or above the
+	// last one reserved, which grows the table to hold it; then closed.
+	int top = fcntl(fd, F_DUPFD_CLOEXEC, RESERVED_DESCRIPTORS - 1);
+	if (top >= 0)
+		close(top);
+	close(fd);
+}
+
 // node FLAGS... main.js ARGUMENTS...: the runtime's command line, into
 // `command` (room for argc + NODE_FLAG_COUNT + 2 entries).
 static void runtime_command(char **command, struct runtime *runtime, int argc, char **argv) {
@@ -114,6 +139,7 @@ int main(int argc, char **argv) {
 	static struct runtime runtime;
 	if (find_runtime(&runtime) < 0 || make_io_uring_unavailable() < 0)
 		return 1;
+	reserve_descriptor_table();
 	char *environment[4];
 	clean_environment(environment);
 	char **command = calloc((size_t)argc + NODE_FLAG_COUNT + 2, sizeof(char *));
