@@ -7,7 +7,8 @@ Napi::Value ConnectToSocketFile(const Napi::CallbackInfo &info);
 Napi::Value HandleMessage(const Napi::CallbackInfo &info);
 Napi::Value PeerCredentials(const Napi::CallbackInfo &info);
 Napi::Value ApplyCredentials(const Napi::CallbackInfo &info);
-Napi::Value InstallSeccompFilter(const Napi::CallbackInfo &info);
+Napi::Value PrepareSeccompFilter(const Napi::CallbackInfo &info);
+Napi::Value LoadSeccompFilter(const Napi::CallbackInfo &info);
 Napi::Value SetNonBlocking(const Napi::CallbackInfo &info);
 Napi::Value MakePipe(const Napi::CallbackInfo &info);
 }  // namespace passt_repair
@@ -17,7 +18,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("handleMessage", Napi::Function::New(env, passt_repair::HandleMessage));
   exports.Set("peerCredentials", Napi::Function::New(env, passt_repair::PeerCredentials));
   exports.Set("applyCredentials", Napi::Function::New(env, passt_repair::ApplyCredentials));
-  exports.Set("installSeccompFilter", Napi::Function::New(env, passt_repair::InstallSeccompFilter));
+  exports.Set("prepareSeccompFilter", Napi::Function::New(env, passt_repair::PrepareSeccompFilter));
+  exports.Set("loadSeccompFilter", Napi::Function::New(env, passt_repair::LoadSeccompFilter));
   exports.Set("setNonBlocking", Napi::Function::New(env, passt_repair::SetNonBlocking));
   exports.Set("makePipe", Napi::Function::New(env, passt_repair::MakePipe));
   return exports;

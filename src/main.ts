@@ -8,7 +8,7 @@ import { loadPolicy } from './policy';
 import { checkPeer } from './policy/peer';
 import { serve } from './protocol';
 import { dropToNetAdmin, dropToReachSocket } from './sandbox/capabilities';
-import { installSeccompFilter, loadAllowlist } from './sandbox/seccomp';
+import { installSeccompFilter, loadAllowlist, prepareSeccompFilter } from './sandbox/seccomp';
 import type { FailureReport, Reporter } from './telemetry/report';
 
 // Modules and files that only --version, --explain and telemetry need are
@@ -47,7 +47,7 @@ function logStart(invocation: Extract<Invocation, { action: 'serve' }>, run: Run
  * 1. the path policy (load the policy; the path is checked while connecting),
  * 2. capabilities (dropped to what reaching the socket needs, then to CAP_NET_ADMIN),
  * 4. the peer's credentials (SO_PEERCRED right after connect),
- * 3. seccomp (the last step before the protocol loop).
+ * 3. seccomp (built before connecting, loaded as the last step before the protocol loop).
  */
 async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, run: Run): Promise<void> {
   run.phase = 'policy';
@@ -63,7 +63,8 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
     const { startReporter } = require('./telemetry/reporter') as typeof import('./telemetry/reporter');
     run.reporter = startReporter(policy.sentry, policy.sandbox.user, version());
   }
-  const allowlist = loadAllowlist({ telemetry: run.reporter !== undefined });
+  // Gate 3's filter is built now: after connecting, passt is waiting.
+  const filter = prepareSeccompFilter(policy.sandbox, loadAllowlist({ telemetry: run.reporter !== undefined }));
 
   run.phase = 'capabilities';
   const privileges = dropToReachSocket(policy.sandbox);
@@ -86,7 +87,7 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
     run.phase = 'capabilities';
     dropToNetAdmin(privileges);
     run.phase = 'seccomp';
-    installSeccompFilter(policy.sandbox, allowlist);
+    installSeccompFilter(filter);
     run.phase = 'serve';
     serve(connection.sock, (summary) => {
       run.requests += summary.requests;

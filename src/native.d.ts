@@ -26,6 +26,11 @@ export interface PeerCredentials {
   pidfd: number;
 }
 
+/** A generated seccomp program, opaque to JavaScript (native/seccomp.cc). */
+export interface PreparedSeccompFilter {
+  readonly __preparedSeccompFilter: unique symbol;
+}
+
 /** One line of seccomp/allowlist.policy: a call allowed when every condition holds. */
 export interface SeccompRule {
   syscall: string;
@@ -80,13 +85,19 @@ export interface Native {
   /**
    * Builds the seccomp filter from `rules` (default action: kill the
    * process, log in "log" mode, allow in "allow" mode, where every rule
-   * must deny and a call of another ABI kills the process) and installs it
-   * on every thread at once. A condition object may carry `op: '!='` (deny
-   * rules only; src/sandbox/seccomp.ts). Throws UNKNOWN_SYSCALL (with
-   * `syscall`, `line` and the rule's `index`) for a name the platform does
-   * not know.
+   * must deny and a call of another ABI kills the process) and generates
+   * its BPF program, without loading it. A condition object may carry
+   * `op: '!='` (deny rules only; src/sandbox/seccomp.ts). Throws UNKNOWN_SYSCALL
+   * (with `syscall`, `line` and the rule's `index`) for a name the platform
+   * does not know.
    */
-  installSeccompFilter(rules: readonly SeccompRule[], mode: 'kill' | 'log' | 'allow'): void;
+  prepareSeccompFilter(rules: readonly SeccompRule[], mode: 'kill' | 'log' | 'allow'): PreparedSeccompFilter;
+  /**
+   * Installs a prepared filter on every thread at once (seccomp(2) with
+   * TSYNC, after PR_SET_NO_NEW_PRIVS). Throws SECCOMP_LOAD_FAILED (with
+   * `thread` when one could not take it) or SECCOMP_ALREADY_LOADED.
+   */
+  loadSeccompFilter(filter: PreparedSeccompFilter): void;
   /**
    * Sets O_NONBLOCK on `fd` (native/descriptors.cc). Returns true if it was
    * clear before.

@@ -45,6 +45,12 @@ uint64_t NowNs() {
   return static_cast<uint64_t>(now.tv_sec) * 1000000000u + now.tv_nsec;
 }
 
+int SetInt(int fd, int level, int name, int value) { return setsockopt(fd, level, name, &value, sizeof(value)); }
+int GetInt(int fd, int level, int name, int *value) {
+  socklen_t length = sizeof(*value);
+  return getsockopt(fd, level, name, value, &length);
+}
+
 // Waits for `events` on fd; false on timeout.
 bool WaitFor(int fd, short events, int timeout_ms) {
   struct pollfd p = {fd, events, 0};
@@ -210,6 +216,19 @@ Napi::Value RepairState(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), value);
 }
 
+// timeGetsockopt(fd, level, name, count): `count` getsockopt(2) calls in a
+// tight loop, for the benchmark's per-call cost of the seccomp filter;
+// returns nanoseconds per call, or throws on the first failure.
+Napi::Value TimeGetsockopt(const Napi::CallbackInfo &info) {
+  const int fd = Int(info, 0), level = Int(info, 1), name = Int(info, 2), count = Int(info, 3);
+  uint64_t start = NowNs();
+  for (int i = 0; i < count; i++) {
+    int value;
+    if (GetInt(fd, level, name, &value) < 0) return Fail(info.Env(), "getsockopt", errno);
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(NowNs() - start) / count);
+}
+
 // tcpSocket(family): a fresh TCP socket, for the migration's target side.
 Napi::Value TcpSocket(const Napi::CallbackInfo &info) {
   int fd = socket(Int(info, 0) == 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
@@ -230,11 +249,6 @@ Napi::Value OtherSocket(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), fd);
 }
 
-int SetInt(int fd, int level, int name, int value) { return setsockopt(fd, level, name, &value, sizeof(value)); }
-int GetInt(int fd, int level, int name, int *value) {
-  socklen_t length = sizeof(*value);
-  return getsockopt(fd, level, name, value, &length);
-}
 
 // Peeks a repair queue's whole content (the socket is in repair mode).
 bool PeekQueue(int fd, int queue, int size, std::string *out) {
@@ -413,6 +427,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("receiveReply", Napi::Function::New(env, ReceiveReply));
   exports.Set("roundTrip", Napi::Function::New(env, RoundTrip));
   exports.Set("repairState", Napi::Function::New(env, RepairState));
+  exports.Set("timeGetsockopt", Napi::Function::New(env, TimeGetsockopt));
   exports.Set("tcpSocket", Napi::Function::New(env, TcpSocket));
   exports.Set("otherSocket", Napi::Function::New(env, OtherSocket));
   exports.Set("dumpConnection", Napi::Function::New(env, DumpConnection));

@@ -44,6 +44,8 @@ export interface PasstDouble {
   /** A well-formed request and its reply, timed: [reply or null, nanoseconds]. */
   roundTrip(fd: number, command: number, fds: readonly number[]): [number | null, number];
   repairState(fd: number): number;
+  /** `count` getsockopt(fd, level, name) calls in a native loop: nanoseconds per call. */
+  timeGetsockopt(fd: number, level: number, name: number, count: number): number;
   tcpSocket(family: 4 | 6): number;
   otherSocket(kind: 'udp' | 'unix' | 'raw-tcp' | 'mptcp'): number;
   dumpConnection(fd: number): ConnectionState;
