@@ -10,6 +10,7 @@ Napi::Value ApplyCredentials(const Napi::CallbackInfo &info);
 Napi::Value PrepareSeccompFilter(const Napi::CallbackInfo &info);
 Napi::Value LoadSeccompFilter(const Napi::CallbackInfo &info);
 Napi::Value SetNonBlocking(const Napi::CallbackInfo &info);
+Napi::Value WriteSome(const Napi::CallbackInfo &info);
 Napi::Value MakePipe(const Napi::CallbackInfo &info);
 }  // namespace passt_repair
 
@@ -21,6 +22,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("prepareSeccompFilter", Napi::Function::New(env, passt_repair::PrepareSeccompFilter));
   exports.Set("loadSeccompFilter", Napi::Function::New(env, passt_repair::LoadSeccompFilter));
   exports.Set("setNonBlocking", Napi::Function::New(env, passt_repair::SetNonBlocking));
+  exports.Set("writeSome", Napi::Function::New(env, passt_repair::WriteSome));
   exports.Set("makePipe", Napi::Function::New(env, passt_repair::MakePipe));
   return exports;
 }

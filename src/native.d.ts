@@ -103,6 +103,11 @@ export interface Native {
    * clear before.
    */
   setNonBlocking(fd: number): boolean;
+  /**
+   * One write(2) of `bytes` to `fd` (native/descriptors.cc): the bytes
+   * written, or the negated errno. Never throws.
+   */
+  writeSome(fd: number, bytes: Buffer): number;
   /** pipe2(O_CLOEXEC): a new pipe's two ends. */
   makePipe(): { read: number; write: number };
 }

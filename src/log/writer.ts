@@ -3,7 +3,11 @@
 // descriptor is non-blocking (native/descriptors.cc); a line the reader has
 // no room for is dropped and counted rather than waited for, because passt
 // waits on every reply and a stalled reader must not stall the migration.
-import * as fs from 'node:fs';
+import { constants } from 'node:os';
+import { native } from '../addon';
+
+/** Failures after which the next line may still get through. */
+const RETRY_LATER = new Set([constants.errno.EAGAIN, constants.errno.EWOULDBLOCK, constants.errno.EINTR]);
 
 export class NonBlockingWriter {
   #pending: Buffer = Buffer.alloc(0);
@@ -46,12 +50,11 @@ export class NonBlockingWriter {
 
   /** Bytes written, or undefined when none could be (would block, or the reader is gone). */
   #writeSome(bytes: Buffer): number | undefined {
-    try {
-      return fs.writeSync(this.fd, bytes);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK' && code !== 'EINTR') this.#broken = true;
-      return undefined;
-    }
+    // Not fs.writeSync: it throws on EAGAIN, and an exception per dropped
+    // line made memory grow while the reader stalled (native/descriptors.cc).
+    const result = native.writeSome(this.fd, bytes);
+    if (result >= 0) return result;
+    if (!RETRY_LATER.has(-result)) this.#broken = true;
+    return undefined;
   }
 }

@@ -798,7 +798,7 @@ async function soak(options: Options, fds: number[], directory: string, policy: 
   const growthMB = rssMB.end - rssMB.oneMinute;
   const limitMB = SOAK_GROWTH_LIMIT_BYTES / 1e6;
   return {
-    parameters: { connections: fds.length, minutes, helper: path.relative(ROOT, helper) || helper },
+    parameters: { connections: fds.length, minutes, helper: helper.startsWith(`${ROOT}/`) ? path.relative(ROOT, helper) : helper },
     operations,
     requests,
     samples,
