@@ -63,7 +63,7 @@ t.test('the human-readable table names every target with PASS or MISS', async (t
   for (const label of ['passt-repair', 'C floor', "C floor with the helper's checks", 'exchange floor', 'bare Node.js floor']) t.match(run.stdout, label);
   t.equal(run.stdout.match(/ (PASS|MISS)$/gm)?.length, 6);
   t.match(run.stdout, /^against the bare C floor \(as passt's C helper\): batch p50 \/ C floor \d+\.\d\dx, /m);
-  t.match(run.stdout, /^seccomp filter per call: SO_PROTOCOL \+-?\d+ ns, TCP_REPAIR \+-?\d+ ns$/m);
+  t.match(run.stdout, /^seccomp filter per call: SO_PROTOCOL [+-]\d+ ns, TCP_REPAIR [+-]\d+ ns$/m);
   t.match(run.stdout, /^passt's side \(exchange floor: receive, close, reply\): batch p50 \d+\.\d µs, \d+% of the helper's$/m);
 });
 

@@ -689,12 +689,13 @@ function printTable(specs: HelperSpec[], result: BenchResult): void {
   const bare = Object.values(result.againstBareFloor).map((r) => `${r.description} ${r.ratio.toFixed(2)}x`);
   const cost = result.perDescriptorNs;
   const ns = (value: number) => `${value.toFixed(0)} ns`;
+  const signed = (value: number) => `${value >= 0 ? '+' : ''}${ns(value)}`;
   lines.push(
     '',
     `against the bare C floor (as passt's C helper): ${bare.join(', ')}`,
     `per descriptor: setsockopt ${ns(cost.setsockopt)}, both checks ${ns(cost.checks)} (from the floors); ` +
       `getsockopt SO_PROTOCOL ${ns(cost.soProtocol)}, TCP_REPAIR ${ns(cost.tcpRepair)} (native loop of ${result.filter.calls})`,
-    `seccomp filter per call: SO_PROTOCOL +${ns(cost.filterOnSoProtocol)}, TCP_REPAIR +${ns(cost.filterOnTcpRepair)}`,
+    `seccomp filter per call: SO_PROTOCOL ${signed(cost.filterOnSoProtocol)}, TCP_REPAIR ${signed(cost.filterOnTcpRepair)}`,
     `passt's side (exchange floor: receive, close, reply): batch p50 ${result.passtSide.batchP50Us.toFixed(1)} µs, ` +
       `${(result.passtSide.shareOfHelper * 100).toFixed(0)}% of the helper's`,
   );
