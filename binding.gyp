@@ -41,7 +41,8 @@
       "target_name": "passt_repair_launcher",
       "type": "executable",
       "sources": [
-        "native/launcher.c"
+        "native/launcher.c",
+        "native/runtime-sandbox.h"
       ],
       "cflags": [
         "-O2",

@@ -15,6 +15,7 @@
 // carries it out.
 #include <dirent.h>
 #include <linux/capability.h>
+#include <linux/futex.h>
 #include <linux/securebits.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -147,9 +148,19 @@ void ApplyToThisThread() {
 }
 
 // fetch_add gives each thread its own slot; a slot still 0 reads as "not yet".
+// The count is also the futex the broadcasting thread sleeps on
+// (WaitForAcknowledgement): an int the kernel can compare.
+int *DoneCountFutex() {
+  static_assert(sizeof(std::atomic<int>) == sizeof(int) && std::atomic<int>::is_always_lock_free);
+  return reinterpret_cast<int *>(&g_done_count);
+}
+
 void Acknowledge() {
   const int mine = g_done_count.fetch_add(1);
   if (mine < kMaxThreads) g_done[mine].store(static_cast<pid_t>(syscall(SYS_gettid)));
+  // futex(2) FUTEX_WAKE: the broadcasting thread, if it sleeps on the count
+  // (async-signal-safe: one system call).
+  syscall(SYS_futex, DoneCountFutex(), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
 }
 
 void OnBroadcastSignal(int) {
@@ -181,6 +192,16 @@ std::vector<pid_t> ListThreads() {
 bool ThreadExists(pid_t tid) {
   // tgkill(2) with signal 0: ESRCH once the thread has exited.
   return syscall(SYS_tgkill, getpid(), tid, 0) == 0;
+}
+
+// Sleeps until another thread acknowledges (it wakes the count's futex) or
+// 100 us pass (a thread that exits without acknowledging wakes no one):
+// passt waits for this step, and a fixed sleep would add its length to it.
+void WaitForAcknowledgement() {
+  const int seen = g_done_count.load();
+  struct timespec pause = {0, 100'000};
+  // futex(2) FUTEX_WAIT: returns at once if the count changed since `seen`.
+  syscall(SYS_futex, DoneCountFutex(), FUTEX_WAIT_PRIVATE, seen, &pause, nullptr, 0);
 }
 
 long NowNs() {
@@ -271,10 +292,7 @@ Napi::Value ApplyCredentials(const Napi::CallbackInfo &info) {
     if (reached_now == 0) break;
     const long deadline = NowNs() + kAcknowledgeTimeoutNs;
     for (pid_t tid : signalled) {
-      while (!HasAcknowledged(tid) && ThreadExists(tid) && NowNs() < deadline) {
-        struct timespec pause = {0, 100'000};
-        nanosleep(&pause, nullptr);
-      }
+      while (!HasAcknowledged(tid) && ThreadExists(tid) && NowNs() < deadline) WaitForAcknowledgement();
       if (!HasAcknowledged(tid) && ThreadExists(tid)) unresponsive = tid;
     }
     if (unresponsive != 0 || g_done_count.load() >= kMaxThreads) break;

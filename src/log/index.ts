@@ -7,6 +7,7 @@
 // pipe or a socket, and a line the reader has no room for is dropped and
 // counted (writer.ts); the last line reports how many.
 import * as fs from 'node:fs';
+import { constants } from 'node:os';
 import { native } from '../addon';
 import { systemMessage } from '../errors';
 import type { LogFormat } from '../policy';
@@ -73,8 +74,8 @@ export class AuditLog {
   get lost(): string | undefined {
     const failure = this.#writer.failure;
     if (failure === undefined) return undefined;
-    const reason = systemMessage(failure.errno === undefined ? undefined : Math.abs(failure.errno));
-    return failure.code === 'EFBIG' ? `${reason}: the file-size limit (RLIMIT_FSIZE, ulimit -f) is reached` : reason;
+    const reason = systemMessage(failure);
+    return failure === constants.errno.EFBIG ? `${reason}: the file-size limit (RLIMIT_FSIZE, ulimit -f) is reached` : reason;
   }
 
   /**

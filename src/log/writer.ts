@@ -3,13 +3,17 @@
 // descriptor is non-blocking (native/descriptors.cc); a line the reader has
 // no room for is dropped and counted rather than waited for, because passt
 // waits on every reply and a stalled reader must not stall the migration.
-import * as fs from 'node:fs';
+import { constants } from 'node:os';
+import { native } from '../addon';
+
+/** Failures after which the next line may still get through. */
+const RETRY_LATER = new Set([constants.errno.EAGAIN, constants.errno.EWOULDBLOCK, constants.errno.EINTR]);
 
 export class NonBlockingWriter {
   #pending: Buffer = Buffer.alloc(0);
   #dropped = 0;
-  /** Why writing failed for good (not for want of room): the reader is gone, a file-size limit, ... */
-  #failure: NodeJS.ErrnoException | undefined;
+  /** Why writing failed for good (not for want of room), an errno: the reader is gone, a file-size limit, ... */
+  #failure: number | undefined;
 
   constructor(readonly fd: number) {}
 
@@ -18,8 +22,8 @@ export class NonBlockingWriter {
     return this.#dropped;
   }
 
-  /** The error that ended all writing, if one did: every line since has been dropped. */
-  get failure(): NodeJS.ErrnoException | undefined {
+  /** The errno that ended all writing, if one did: every line since has been dropped. */
+  get failure(): number | undefined {
     return this.#failure;
   }
 
@@ -52,12 +56,11 @@ export class NonBlockingWriter {
 
   /** Bytes written, or undefined when none could be (would block, or the reader is gone). */
   #writeSome(bytes: Buffer): number | undefined {
-    try {
-      return fs.writeSync(this.fd, bytes);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK' && code !== 'EINTR') this.#failure = error as NodeJS.ErrnoException;
-      return undefined;
-    }
+    // Not fs.writeSync: it throws on EAGAIN, and an exception per dropped
+    // line made memory grow while the reader stalled (native/descriptors.cc).
+    const result = native.writeSome(this.fd, bytes);
+    if (result >= 0) return result;
+    if (!RETRY_LATER.has(-result)) this.#failure = -result;
+    return undefined;
   }
 }

@@ -7,7 +7,7 @@ import { constants } from 'node:os';
 import * as path from 'node:path';
 import { native } from '../addon';
 import { HelperError, isNativeFailure, systemMessage } from '../errors';
-import type { SeccompRule } from '../native.d';
+import type { PreparedSeccompFilter, SeccompRule } from '../native.d';
 import type { SandboxSettings } from './settings';
 
 /** seccomp/: the filters' data, one system call a line (seccomp/README.md). */
@@ -174,7 +174,7 @@ export function assertNoIoUring(): void {
   }
 }
 
-/** Puts a failure of native.installSeccompFilter into words, naming the file and line of the rule at fault. */
+/** Puts a failure of native.prepareSeccompFilter or loadSeccompFilter into words, naming the file and line of the rule at fault. */
 function filterFailure(error: unknown, rules: readonly SeccompRule[], fallbackFile: string): unknown {
   if (!isNativeFailure(error)) return error;
   const rule = typeof error.index === 'number' ? (rules[error.index] as Partial<PolicyRule> | undefined) : undefined;
@@ -185,17 +185,30 @@ function filterFailure(error: unknown, rules: readonly SeccompRule[], fallbackFi
   return new HelperError(`cannot install the seccomp filter (${error.code}): ${systemMessage(error.errno)}`);
 }
 
-/** Gate 3, with the allowlist read before the privileges went (loadAllowlist). After it, any call not in the allowlist ends the process (or, in log mode, is logged by the kernel). */
-export function installSeccompFilter(settings: SandboxSettings, rules: readonly SeccompRule[]): void {
-  assertNoIoUring();
-  // Node creates process.stderr on first use, with calls the filter forbids
-  // (ioctl FIONBIO, getsockname for a socket such as journald's). The
-  // helper's messages after this point need it: create it now.
+/**
+ * Gate 3's first half, before the helper connects: the filter built from the
+ * allowlist (read while still privileged, loadAllowlist) and its program
+ * generated, so that passt never waits for it. Also creates what the
+ * runtime makes lazily with calls the filter forbids: Node creates
+ * process.stderr on first use (ioctl FIONBIO, getsockname for a socket such
+ * as journald's), and the helper's messages after the filter need it.
+ */
+export function prepareSeccompFilter(settings: SandboxSettings, rules: readonly SeccompRule[]): PreparedSeccompFilter {
   void process.stderr;
   try {
-    native.installSeccompFilter(rules, settings.seccomp);
+    return native.prepareSeccompFilter(rules, settings.seccomp);
   } catch (error) {
     throw filterFailure(error, rules, ALLOWLIST);
+  }
+}
+
+/** Gate 3, after the peer check: the prepared filter loaded on every thread. After it, any call not in the allowlist ends the process (or, in log mode, is logged by the kernel). */
+export function installSeccompFilter(filter: PreparedSeccompFilter): void {
+  assertNoIoUring();
+  try {
+    native.loadSeccompFilter(filter);
+  } catch (error) {
+    throw filterFailure(error, [], ALLOWLIST);
   }
 }
 
@@ -208,7 +221,7 @@ export function installSeccompFilter(settings: SandboxSettings, rules: readonly 
 export function installDenyList(rules: readonly SeccompRule[]): void {
   assertNoIoUring();
   try {
-    native.installSeccompFilter(rules, 'allow');
+    native.loadSeccompFilter(native.prepareSeccompFilter(rules, 'allow'));
   } catch (error) {
     throw filterFailure(error, rules, FORWARDER_EXEC_DENYLIST);
   }

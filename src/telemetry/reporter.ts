@@ -31,12 +31,6 @@ const EXIT_GRACE_MS = 500;
 const RETRY_MS = 10;
 
 /**
- * The forwarder's runtime flags: the helper's own (bin/passt-repair). The
- * Sentry SDK builds no code from strings, so eval stays off there too.
- */
-const NODE_FLAGS = ['--disable-sigusr1', '--disallow-code-generation-from-strings'];
-
-/**
  * The forwarder's whole environment: nothing of the helper's (which the
  * launcher already cleaned). No DSN in it nor in the arguments: those are
  * readable in /proc by anyone; the DSN goes through the pipe.
@@ -83,7 +77,7 @@ export function spawnForwarder(script: string, user: string, stdio: readonly (nu
     } finally {
       fs.closeSync(filter.write);
     }
-    return spawn(LAUNCHER, [`--seccomp-fd=${stdio.length}`, process.execPath, ...NODE_FLAGS, script], {
+    return spawn(LAUNCHER, [`--seccomp-fd=${stdio.length}`, script], {
       stdio: [...stdio, filter.read],
       env: ENVIRONMENT,
       cwd: '/',

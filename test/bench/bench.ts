@@ -1,7 +1,13 @@
-// npm run bench: plays passt against the real helper and three floors written
-// for the comparison (test/bench/floor.c, built twice: bare and with the helper's
-// per-descriptor checks; test/bench/bare-node.ts), then prints each
-// helper's figures and the ratios against the project's targets.
+// npm run bench: plays passt against the real helper and the floors written
+// for the comparison (test/bench/floor.c, built three times: bare, as passt's
+// C helper behaves; with the helper's per-descriptor checks; and switching
+// nothing, the benchmark's own side; test/bench/bare-node.ts), then prints
+// each helper's figures and the ratios against the project's targets, and
+// what the seccomp filter costs per call (test/bench/filter-cost.ts).
+// passt's side runs in native loops (test/native/passt-double.cc).
+//
+// npm run bench -- --soak: one long session of the real helper with
+// alternating commands, its memory, descriptors and throughput sampled.
 //
 // Exits 0 whatever the figures (it is a measurement); 1 if something broke
 // (a socket in the wrong repair state, a helper that died or misbehaved);
@@ -17,8 +23,19 @@ import { HELPER, ROOT, TCP_REPAIR_OFF, TCP_REPAIR_OFF_NO_WP, TCP_REPAIR_ON, pass
 const SCM_MAX_FD = 253;
 const DEFAULT_ROUNDS = 5;
 const DEFAULT_SPAWNS = 15;
-// Enough pairs for a few hundred batches per helper and a run under two minutes.
-const DEFAULT_CONNECTION_CAP = 4000;
+// 16 full batches: the "4,048 sockets ON then OFF" figure, and a few hundred
+// batches per helper in a run of about two minutes.
+const DEFAULT_CONNECTION_CAP = 4048;
+const DEFAULT_SOAK_MINUTES = 10;
+const DEFAULT_SOAK_CONNECTIONS = 2000;
+const SOAK_SAMPLE_MS = 1000;
+/** The soak's memory target: RSS grows less than this after its first minute (bytes). */
+const SOAK_GROWTH_LIMIT_BYTES = 2e6;
+const SOAK_MIN_OPERATIONS = 10_000_000;
+/** getsockopt calls per timed loop of the filter probe. */
+const FILTER_PROBE_CALLS = 200_000;
+/** What a helper's stderr keeps for the failure message: its last lines, never all of a long run's. */
+const STDERR_TAIL = 64 * 1024;
 // Descriptors the benchmark keeps for itself beyond the connections: Node's
 // own, the listeners, the helpers' connections and their stdio pipes.
 const DESCRIPTOR_HEADROOM = 512;
@@ -30,30 +47,42 @@ const C_FLOOR_SOURCE = path.join(ROOT, 'test/bench/floor.c');
 const C_FLOOR = path.join(ROOT, 'test/build/bench/floor');
 // The same source built with -DCHECKED: the helper's two getsockopt checks per descriptor.
 const C_FLOOR_CHECKED = path.join(ROOT, 'test/build/bench/floor-checked');
+// And with -DEXCHANGE: receive, close, reply; passt's side and the kernel's passage of the descriptors.
+const C_FLOOR_EXCHANGE = path.join(ROOT, 'test/build/bench/floor-exchange');
 const BARE_NODE = path.join(ROOT, 'dist/test/bench/bare-node.js');
+// The helper's runtime sandbox for a script of the benchmark's own (test/native/runtime-launcher.c).
+const RUNTIME_LAUNCHER = path.join(ROOT, 'test/build/Release/runtime_launcher');
+const FILTER_COST = path.join(ROOT, 'dist/test/bench/filter-cost.js');
 
-/** The Node.js flags and environment bin/passt-repair gives the helper (test/bench.test.ts checks they stay in step). */
+/** The Node.js flags and environment the launcher (native/launcher.c) gives the helper (test/bench.test.ts checks they stay in step). */
 export const HELPER_NODE_FLAGS = ['--disable-sigusr1', '--disallow-code-generation-from-strings'];
 export const HELPER_ENVIRONMENT = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', UV_USE_IO_URING: '0' };
 
 const USAGE = `Usage: node dist/test/bench/bench.js [--connections N] [--rounds R] [--spawns S] [--json]
+       node dist/test/bench/bench.js --soak [--minutes M] [--connections N] [--helper PATH] [--json]
 
-Plays passt against bin/passt-repair, a minimal C helper (test/bench/floor.c) and a
+Plays passt against bin/passt-repair, minimal C helpers (test/bench/floor.c) and a
 bare Node.js process (test/bench/bare-node.ts), and prints the ratios to the targets.
 
   --connections N  loopback TCP connections to switch (default: what
-                   RLIMIT_NOFILE allows, at most ${DEFAULT_CONNECTION_CAP})
+                   RLIMIT_NOFILE allows, at most ${DEFAULT_CONNECTION_CAP}; ${DEFAULT_SOAK_CONNECTIONS} in a soak)
   --rounds R       timed ON/OFF rounds per helper after a warm-up round (default ${DEFAULT_ROUNDS})
-  --spawns S       start-ups timed per helper; the median counts (default ${DEFAULT_SPAWNS})
+  --spawns S       start-ups (each with a first request) timed per helper; the median counts (default ${DEFAULT_SPAWNS})
+  --soak           one session of the helper for M minutes, each batch switched ON then
+                   OFF, its RSS, descriptors and throughput sampled every second
+  --minutes M      the soak's length (default ${DEFAULT_SOAK_MINUTES})
+  --helper PATH    the helper the soak runs (default bin/passt-repair; another build of it, to compare)
   --json           print the results as one JSON object
 `;
 
 interface HelperSpec {
-  key: 'passtRepair' | 'cFloor' | 'cFloorChecked' | 'bareNode';
+  key: 'passtRepair' | 'cFloor' | 'cFloorChecked' | 'exchangeFloor' | 'bareNode';
   label: string;
   command: string[];
   env: NodeJS.ProcessEnv;
-  /** Whether it is given sockets to switch (the bare Node.js floor only connects). */
+  /** Whether it is sent requests (the bare Node.js floor only connects). */
+  takesRequests: boolean;
+  /** Whether it switches the sockets it is sent (the exchange floor only closes them). */
   switchesSockets: boolean;
 }
 
@@ -61,21 +90,23 @@ interface HelperSpec {
 function helperSpecs(policy: string): HelperSpec[] {
   return [
     // The launcher clears the environment itself.
-    {
-      key: 'passtRepair',
-      label: 'passt-repair',
-      command: [HELPER, '--policy', policy],
-      env: process.env,
-      switchesSockets: true,
-    },
-    { key: 'cFloor', label: 'C floor', command: [C_FLOOR], env: HELPER_ENVIRONMENT, switchesSockets: true },
-    // Informational: how much of the helper's round trip is the validation itself.
+    { key: 'passtRepair', label: 'passt-repair', command: [HELPER, '--policy', policy], env: process.env, takesRequests: true, switchesSockets: true },
+    { key: 'cFloor', label: 'C floor', command: [C_FLOOR], env: HELPER_ENVIRONMENT, takesRequests: true, switchesSockets: true },
     {
       key: 'cFloorChecked',
       label: "C floor with the helper's checks",
       command: [C_FLOOR_CHECKED],
       env: HELPER_ENVIRONMENT,
+      takesRequests: true,
       switchesSockets: true,
+    },
+    {
+      key: 'exchangeFloor',
+      label: 'exchange floor (nothing switched)',
+      command: [C_FLOOR_EXCHANGE],
+      env: HELPER_ENVIRONMENT,
+      takesRequests: true,
+      switchesSockets: false,
     },
     // Launched directly, not through a launcher: see test/bench/bare-node.ts. The clean
     // environment also keeps a caller's NODE_OPTIONS (tap sets some) off this floor.
@@ -84,6 +115,7 @@ function helperSpecs(policy: string): HelperSpec[] {
       label: 'bare Node.js floor',
       command: [NODE, ...HELPER_NODE_FLAGS, BARE_NODE],
       env: HELPER_ENVIRONMENT,
+      takesRequests: false,
       switchesSockets: false,
     },
   ];
@@ -98,6 +130,8 @@ interface Options {
   rounds: number;
   spawns: number;
   json: boolean;
+  /** Present for a soak. */
+  soak?: { minutes: number; helper: string };
 }
 
 interface Launched {
@@ -112,6 +146,8 @@ interface Launched {
 interface StartUp {
   ms: number;
   rssMiB: number;
+  /** Accept to the first reply, a full batch sent right after accepting (helpers that take requests). */
+  firstRequestNs?: number | undefined;
 }
 
 interface SwitchingFigures {
@@ -120,6 +156,8 @@ interface SwitchingFigures {
   /** Every round trip, the last short batch of each pass included. */
   totalNs: number;
   sockets: number;
+  /** Each timed round's ON pass plus OFF pass over every connection, round trips only. */
+  onOffNs: number[];
   peakRssMiB: number;
 }
 
@@ -151,6 +189,9 @@ function parseOptions(args: string[]): Options {
         connections: { type: 'string' },
         rounds: { type: 'string' },
         spawns: { type: 'string' },
+        soak: { type: 'boolean', default: false },
+        minutes: { type: 'string' },
+        helper: { type: 'string' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
@@ -162,28 +203,43 @@ function parseOptions(args: string[]): Options {
     process.stdout.write(USAGE);
     process.exit(0);
   }
-  const positive = (name: string, text: string | undefined, fallback: number): number => {
+  const positive = (name: string, text: string | undefined, fallback: number, pattern = /^[1-9][0-9]*$/): number => {
     if (text === undefined) return fallback;
-    if (!/^[1-9][0-9]*$/.test(text)) throw new UsageError(`--${name} needs a whole number greater than 0, not "${text}"`);
+    if (!pattern.test(text)) throw new UsageError(`--${name} needs a number greater than 0, not "${text}"`);
     return Number(text);
   };
+  if (!values.soak) {
+    for (const name of ['minutes', 'helper'] as const)
+      if (values[name] !== undefined) throw new UsageError(`--${name} is for a soak (--soak)`);
+  } else {
+    for (const name of ['rounds', 'spawns'] as const)
+      if (values[name] !== undefined) throw new UsageError(`--${name} is not for a soak`);
+  }
   // Each connection costs two descriptors here: both ends stay in this process.
   const maxConnections = Math.floor((raiseOpenFileLimit() - DESCRIPTOR_HEADROOM) / 2);
-  const connections = positive('connections', values.connections, Math.min(DEFAULT_CONNECTION_CAP, maxConnections));
+  const fallback = Math.min(values.soak ? DEFAULT_SOAK_CONNECTIONS : DEFAULT_CONNECTION_CAP, maxConnections);
+  const connections = positive('connections', values.connections, fallback);
   if (connections > maxConnections) {
     throw new UsageError(`--connections ${connections} exceeds what RLIMIT_NOFILE allows here (${maxConnections})`);
   }
-  return {
+  const options: Options = {
     connections,
     rounds: positive('rounds', values.rounds, DEFAULT_ROUNDS),
     spawns: positive('spawns', values.spawns, DEFAULT_SPAWNS),
     json: values.json,
   };
+  if (values.soak) {
+    const helper = path.resolve(values.helper ?? HELPER);
+    if (!fs.existsSync(helper)) throw new UsageError(`--helper ${values.helper}: no such file`);
+    options.soak = { minutes: positive('minutes', values.minutes, DEFAULT_SOAK_MINUTES, /^(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)$/), helper };
+  }
+  return options;
 }
 
-/** Compiles the C floors (bare and -DCHECKED) when a binary is missing or older than the source. */
+/** Compiles the C floors (bare, -DCHECKED, -DEXCHANGE) when a binary is missing or older than the source. */
 function buildCFloors(): void {
-  for (const [binary, defines] of [[C_FLOOR, []], [C_FLOOR_CHECKED, ['-DCHECKED']]] as const) {
+  const floors = [[C_FLOOR, []], [C_FLOOR_CHECKED, ['-DCHECKED']], [C_FLOOR_EXCHANGE, ['-DEXCHANGE']]] as const;
+  for (const [binary, defines] of floors) {
     const built = fs.statSync(binary, { throwIfNoEntry: false });
     if (built && built.mtimeMs >= fs.statSync(C_FLOOR_SOURCE).mtimeMs) continue;
     fs.mkdirSync(path.dirname(binary), { recursive: true });
@@ -240,11 +296,16 @@ async function openLoopbackConnections(count: number): Promise<{ fds: number[]; 
 /** Helpers connected to passt's side and not yet released. */
 const connected = new Set<Launched>();
 
+/** A field of /proc/PID/status in kB (VmHWM: peak resident set; VmRSS: resident set now). */
+function statusKiB(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const match = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm'));
+  if (!match) throw new BenchBroke(`no ${field} in /proc/${pid}/status`);
+  return Number(match[1]);
+}
+
 /** /proc/PID/status VmHWM: the peak resident set so far, in MiB. */
 function peakRssMiB(pid: number): number {
-  const match = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmHWM:\s+(\d+) kB$/m);
-  if (!match) throw new BenchBroke(`no VmHWM in /proc/${pid}/status`);
-  return Number(match[1]) / 1024;
+  return statusKiB(pid, 'VmHWM') / 1024;
 }
 
 /**
@@ -264,7 +325,7 @@ function launch(spec: HelperSpec, directory: string): { launched: Launched; star
   const connection = passt.accept(listener, CONNECT_TIMEOUT_MS);
   const startUpMs = Number(process.hrtime.bigint() - started) / 1e6;
   let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-STDERR_TAIL)));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) =>
     child.on('close', (code, signal) => resolve({ code, signal, stderr })),
   );
@@ -316,23 +377,50 @@ async function brokeDuring(launched: Launched, what: string): Promise<never> {
   throw new BenchBroke(`${launched.spec.label} ${what} (${how})${stderr ? `: ${stderr.trim()}` : ''}`);
 }
 
-async function measureStartUps(specs: HelperSpec[], spawns: number, directory: string): Promise<Map<HelperSpec, StartUp>> {
+/** One request and its reply; a helper that replies anything else ends the run. */
+async function request(launched: Launched, command: number, fds: number[]): Promise<number> {
+  const [reply, ns] = passt.roundTrip(launched.connection, command, fds);
+  if (reply !== command) {
+    await brokeDuring(launched, reply === null ? `closed the connection on command ${command}` : `replied ${reply} to command ${command}`);
+  }
+  return ns;
+}
+
+/**
+ * Each spawn is timed from spawn to accept; a helper that takes requests is
+ * then sent a full batch at once, as passt does after accepting it, and that
+ * round trip is its first-request latency (then switched back, untimed).
+ */
+async function measureStartUps(specs: HelperSpec[], spawns: number, directory: string, fds: number[]): Promise<Map<HelperSpec, StartUp>> {
   const samples = new Map(specs.map((spec) => [spec, [] as StartUp[]]));
+  const firstBatch = fds.slice(0, SCM_MAX_FD);
   // The first spawn of each warms the page cache and is not counted; then the
   // order rotates so that no helper always follows the same one.
   for (let spawnIndex = -1; spawnIndex < spawns; spawnIndex++) {
     for (const spec of rotate(specs, Math.max(spawnIndex, 0))) {
       const { launched, startUpMs } = launch(spec, directory);
       const rssMiB = peakRssMiB(launched.child.pid!);
+      let firstRequestNs: number | undefined;
+      if (spec.takesRequests) {
+        firstRequestNs = await request(launched, TCP_REPAIR_ON, firstBatch);
+        await request(launched, TCP_REPAIR_OFF_NO_WP, firstBatch);
+      }
       await finish(launched);
-      if (spawnIndex >= 0) samples.get(spec)!.push({ ms: startUpMs, rssMiB });
+      if (spawnIndex >= 0) samples.get(spec)!.push({ ms: startUpMs, rssMiB, firstRequestNs });
     }
   }
   return new Map(
-    [...samples].map(([spec, runs]) => [
-      spec,
-      { ms: median(runs.map((run) => run.ms)), rssMiB: median(runs.map((run) => run.rssMiB)) },
-    ]),
+    [...samples].map(([spec, runs]) => {
+      const first = runs.flatMap((run) => (run.firstRequestNs === undefined ? [] : [run.firstRequestNs]));
+      return [
+        spec,
+        {
+          ms: median(runs.map((run) => run.ms)),
+          rssMiB: median(runs.map((run) => run.rssMiB)),
+          ...(first.length > 0 && { firstRequestNs: median(first) }),
+        },
+      ];
+    }),
   );
 }
 
@@ -343,29 +431,24 @@ interface Verification {
   checks: number;
 }
 
-/** Sends every socket to the helper with `command`, in batches of SCM_MAX_FD, as passt does; returns each batch's round trip. */
-async function switchAll(launched: Launched, fds: number[], command: number): Promise<{ ns: number; size: number }[]> {
-  const roundTrips: { ns: number; size: number }[] = [];
-  for (let first = 0; first < fds.length; first += SCM_MAX_FD) {
-    const batch = fds.slice(first, first + SCM_MAX_FD);
-    const [reply, ns] = passt.roundTrip(launched.connection, command, batch);
-    if (reply !== command) {
-      await brokeDuring(launched, reply === null ? `closed the connection on command ${command}` : `replied ${reply} to command ${command}`);
-    }
-    roundTrips.push({ ns, size: batch.length });
+/** Sends every socket to the helper with `command` in batches of SCM_MAX_FD, in passt-double's native loop; returns each batch's round trip. */
+async function switchAll(launched: Launched, fds: number[], command: number): Promise<number[]> {
+  const { reply, ns } = passt.switchAll(launched.connection, command, fds);
+  if (reply !== command) {
+    await brokeDuring(launched, reply === null ? `closed the connection on command ${command}` : `replied ${reply} to command ${command}`);
   }
-  return roundTrips;
+  return ns;
 }
 
 /** Checks every socket's repair state with getsockopt; any mismatch ends the run. */
-function verifyAll(fds: number[], command: number, launched: Launched, verification: Verification): void {
+function verifyAll(fds: number[], command: number, label: string, verification: Verification): void {
   const expected = command === TCP_REPAIR_ON ? 1 : 0;
   const wrong = fds.filter((fd) => passt.repairState(fd) !== expected);
   verification.passes++;
   verification.checks += fds.length;
   if (wrong.length > 0) {
     throw new BenchBroke(
-      `after ${launched.spec.label} applied command ${command}, ${wrong.length} of ${fds.length} sockets are not in ` +
+      `after ${label} applied command ${command}, ${wrong.length} of ${fds.length} sockets are not in ` +
         `repair state ${expected} (descriptors ${wrong.slice(0, 10).join(', ')}${wrong.length > 10 ? ', ...' : ''})`,
     );
   }
@@ -387,23 +470,26 @@ async function measureSwitching(
   const sessions = specs.map((spec) => launch(spec, directory).launched);
   const fullBatch = Math.min(SCM_MAX_FD, fds.length);
   const figures = new Map(
-    sessions.map((launched) => [launched, { fullBatchesNs: [] as number[], totalNs: 0, sockets: 0, peakRssMiB: 0 }]),
+    sessions.map((launched) => [launched, { fullBatchesNs: [] as number[], totalNs: 0, sockets: 0, onOffNs: [] as number[], peakRssMiB: 0 }]),
   );
   for (let round = -1; round < rounds; round++) {
     const off = round % 2 === 0 ? TCP_REPAIR_OFF : TCP_REPAIR_OFF_NO_WP;
     for (const launched of rotate(sessions, Math.max(round, 0))) {
+      let onOffNs = 0;
       for (const command of [TCP_REPAIR_ON, off]) {
         const roundTrips = await switchAll(launched, fds, command);
-        verifyAll(fds, command, launched, verification);
-        if (round >= 0) {
-          const figure = figures.get(launched)!;
-          for (const { ns, size } of roundTrips) {
-            if (size === fullBatch) figure.fullBatchesNs.push(ns);
-            figure.totalNs += ns;
-          }
-          figure.sockets += fds.length;
-        }
+        if (launched.spec.switchesSockets) verifyAll(fds, command, launched.spec.label, verification);
+        if (round < 0) continue;
+        const figure = figures.get(launched)!;
+        roundTrips.forEach((ns, index) => {
+          const size = Math.min(SCM_MAX_FD, fds.length - index * SCM_MAX_FD);
+          if (size === fullBatch) figure.fullBatchesNs.push(ns);
+          figure.totalNs += ns;
+          onOffNs += ns;
+        });
+        figure.sockets += fds.length;
       }
+      if (round >= 0) figures.get(launched)!.onOffNs.push(onOffNs);
     }
   }
   for (const launched of sessions) {
@@ -411,6 +497,26 @@ async function measureSwitching(
     await finish(launched);
   }
   return new Map([...figures].map(([launched, figure]) => [launched.spec, figure]));
+}
+
+// ---------------------------------------------------------------- the filter's cost
+
+interface CallCosts {
+  soProtocolNs: number;
+  tcpRepairNs: number;
+}
+
+interface FilterCost {
+  calls: number;
+  bare: CallCosts;
+  filtered: CallCosts;
+}
+
+/** test/bench/filter-cost.ts in the helper's runtime and sandbox: the request loop's getsockopt calls with and without the filter. */
+function measureFilterCost(): FilterCost {
+  const run = spawnSync(RUNTIME_LAUNCHER, [NODE, ...HELPER_NODE_FLAGS, FILTER_COST, String(FILTER_PROBE_CALLS)], { encoding: 'utf8' });
+  if (run.status !== 0) throw new BenchBroke(`${FILTER_COST} failed (${run.signal ?? `exit ${run.status}`}): ${run.stderr.trim()}`);
+  return JSON.parse(run.stdout) as FilterCost;
 }
 
 // ---------------------------------------------------------------- figures
@@ -435,9 +541,13 @@ interface HelperResult {
   startupMs: number;
   rssAtStartMiB: number;
   peakRssMiB: number;
+  /** Accept to the first reply, a full batch sent right after accepting; median over the spawns. */
+  firstRequestUs?: number;
   batchP50Us?: number;
   batchP99Us?: number;
   socketsPerSecond?: number;
+  /** Every connection switched ON then OFF, round trips only; median over the rounds. */
+  onOffMs?: number;
   /** Full batches behind the percentiles. */
   batches?: number;
 }
@@ -451,18 +561,29 @@ interface Target {
   pass: boolean;
 }
 
+interface Ratio {
+  description: string;
+  ratio: number;
+}
+
 export interface BenchResult {
   parameters: { connections: number; rounds: number; spawns: number; batchSize: number };
   helpers: Record<HelperSpec['key'], HelperResult>;
   verification: { sockets: number; passes: number; checks: number; allVerified: boolean };
-  targets: { batchP50: Target; socketsPerSecond: Target; startup: Target; peakRss: Target };
-  /** Against the C floor with the helper's checks: what is left once the validation is paid for. Not targets. */
-  informational: { batchP50: Ratio; socketsPerSecond: Ratio };
-}
-
-interface Ratio {
-  description: string;
-  ratio: number;
+  /** Against the C floor with the helper's checks, and the helper's own steady state and the bare Node.js floor. */
+  targets: { batchP50: Target; socketsPerSecond: Target; onOff: Target; firstRequest: Target; startup: Target; peakRss: Target };
+  /** Against the bare C floor (what passt's own C helper does): ratios, no verdict. */
+  againstBareFloor: { batchP50: Ratio; socketsPerSecond: Ratio; onOff: Ratio };
+  /**
+   * What each step costs per descriptor, in ns: setsockopt (bare floor minus
+   * exchange floor), the two checks together (checked floor minus bare
+   * floor), each check alone (a native getsockopt loop), and what the
+   * seccomp filter adds to each check.
+   */
+  perDescriptorNs: { setsockopt: number; checks: number; soProtocol: number; tcpRepair: number; filterOnSoProtocol: number; filterOnTcpRepair: number };
+  filter: FilterCost;
+  /** The benchmark's own side: the exchange floor's share of the helper's batch p50. */
+  passtSide: { batchP50Us: number; shareOfHelper: number };
 }
 
 function target(description: string, ratio: number, bound: 'max' | 'min', limit: number): Target {
@@ -475,6 +596,7 @@ function summarize(
   startUps: Map<HelperSpec, StartUp>,
   switching: Map<HelperSpec, SwitchingFigures>,
   verification: Verification,
+  filter: FilterCost,
 ): BenchResult {
   const result = {} as Record<HelperSpec['key'], HelperResult>;
   for (const spec of specs) {
@@ -486,43 +608,47 @@ function summarize(
       rssAtStartMiB: startUp.rssMiB,
       // The bare Node.js floor only connects: its peak is the one read before it is told to exit.
       peakRssMiB: figures ? figures.peakRssMiB : startUp.rssMiB,
+      ...(startUp.firstRequestNs !== undefined && { firstRequestUs: startUp.firstRequestNs / 1e3 }),
       ...(figures && {
         batchP50Us: percentile(figures.fullBatchesNs, 0.5) / 1e3,
         batchP99Us: percentile(figures.fullBatchesNs, 0.99) / 1e3,
         // Round-trip time only: passt is blocked for exactly that long.
         socketsPerSecond: figures.sockets / (figures.totalNs / 1e9),
+        onOffMs: median(figures.onOffNs) / 1e6,
         batches: figures.fullBatchesNs.length,
       }),
     };
   }
-  const { passtRepair, cFloor, cFloorChecked, bareNode } = result;
+  const { passtRepair, cFloor, cFloorChecked, exchangeFloor, bareNode } = result;
+  const batchSize = Math.min(SCM_MAX_FD, options.connections);
+  const onOff = `${options.connections} sockets ON then OFF`;
   return {
-    parameters: {
-      connections: options.connections,
-      rounds: options.rounds,
-      spawns: options.spawns,
-      batchSize: Math.min(SCM_MAX_FD, options.connections),
-    },
+    parameters: { connections: options.connections, rounds: options.rounds, spawns: options.spawns, batchSize },
     helpers: result,
-    verification: {
-      sockets: options.connections,
-      passes: verification.passes,
-      checks: verification.checks,
-      allVerified: true,
-    },
+    verification: { sockets: options.connections, passes: verification.passes, checks: verification.checks, allVerified: true },
     targets: {
-      batchP50: target('batch round trip p50 / C floor', passtRepair.batchP50Us! / cFloor.batchP50Us!, 'max', 1.1),
-      socketsPerSecond: target('sockets per second / C floor', passtRepair.socketsPerSecond! / cFloor.socketsPerSecond!, 'min', 0.9),
-      startup: target('start-up / bare Node.js floor', passtRepair.startupMs / bareNode.startupMs, 'max', 1.25),
-      peakRss: target('peak RSS / bare Node.js floor', passtRepair.peakRssMiB / bareNode.peakRssMiB, 'max', 1.15),
+      batchP50: target('batch p50 / checked C floor', passtRepair.batchP50Us! / cFloorChecked.batchP50Us!, 'max', 0.9),
+      socketsPerSecond: target('sockets per second / checked C floor', passtRepair.socketsPerSecond! / cFloorChecked.socketsPerSecond!, 'min', 1.1),
+      onOff: target(`${onOff} / checked C floor`, passtRepair.onOffMs! / cFloorChecked.onOffMs!, 'max', 0.9),
+      firstRequest: target('first request / own steady-state batch p50', passtRepair.firstRequestUs! / passtRepair.batchP50Us!, 'max', 1.5),
+      startup: target('start-up / bare Node.js floor', passtRepair.startupMs / bareNode.startupMs, 'max', 1.15),
+      peakRss: target('peak RSS / bare Node.js floor', passtRepair.peakRssMiB / bareNode.peakRssMiB, 'max', 1.1),
     },
-    informational: {
-      batchP50: { description: 'batch p50 / checked C floor', ratio: passtRepair.batchP50Us! / cFloorChecked.batchP50Us! },
-      socketsPerSecond: {
-        description: 'sockets per second / checked C floor',
-        ratio: passtRepair.socketsPerSecond! / cFloorChecked.socketsPerSecond!,
-      },
+    againstBareFloor: {
+      batchP50: { description: 'batch p50 / C floor', ratio: passtRepair.batchP50Us! / cFloor.batchP50Us! },
+      socketsPerSecond: { description: 'sockets per second / C floor', ratio: passtRepair.socketsPerSecond! / cFloor.socketsPerSecond! },
+      onOff: { description: `${onOff} / C floor`, ratio: passtRepair.onOffMs! / cFloor.onOffMs! },
     },
+    perDescriptorNs: {
+      setsockopt: ((cFloor.batchP50Us! - exchangeFloor.batchP50Us!) * 1e3) / batchSize,
+      checks: ((cFloorChecked.batchP50Us! - cFloor.batchP50Us!) * 1e3) / batchSize,
+      soProtocol: filter.bare.soProtocolNs,
+      tcpRepair: filter.bare.tcpRepairNs,
+      filterOnSoProtocol: filter.filtered.soProtocolNs - filter.bare.soProtocolNs,
+      filterOnTcpRepair: filter.filtered.tcpRepairNs - filter.bare.tcpRepairNs,
+    },
+    filter,
+    passtSide: { batchP50Us: exchangeFloor.batchP50Us!, shareOfHelper: exchangeFloor.batchP50Us! / passtRepair.batchP50Us! },
   };
 }
 
@@ -530,19 +656,22 @@ function printTable(specs: HelperSpec[], result: BenchResult): void {
   const { connections, rounds, spawns, batchSize } = result.parameters;
   const lines = [
     `passt-repair benchmark: ${connections} loopback TCP connections, ${rounds} ON/OFF rounds after a warm-up round, ` +
-      `batches of ${batchSize} (percentiles over full batches); start-up is the median of ${spawns} spawns`,
+      `batches of ${batchSize} (percentiles over full batches); start-up and first request (a batch of ${batchSize} ` +
+      `sent on accepting) are the medians of ${spawns} spawns`,
     '',
   ];
-  const columns = ['helper', 'start-up ms', 'batch p50 µs', 'batch p99 µs', 'sockets/s', 'RSS at start MiB', 'peak RSS MiB'];
+  const columns = ['helper', 'start-up ms', 'first request µs', 'batch p50 µs', 'batch p99 µs', 'sockets/s', `${connections} ON+OFF ms`, 'RSS at start MiB', 'peak RSS MiB'];
   const rows = specs.map((spec) => {
     const helper = result.helpers[spec.key];
     const figure = (value: number | undefined, digits: number) => (value === undefined ? '-' : value.toFixed(digits));
     return [
       spec.label,
       figure(helper.startupMs, 1),
+      figure(helper.firstRequestUs, 1),
       figure(helper.batchP50Us, 1),
       figure(helper.batchP99Us, 1),
       figure(helper.socketsPerSecond, 0),
+      figure(helper.onOffMs, 2),
       figure(helper.rssAtStartMiB, 1),
       figure(helper.peakRssMiB, 1),
     ];
@@ -557,11 +686,18 @@ function printTable(specs: HelperSpec[], result: BenchResult): void {
     t.pass ? 'PASS' : 'MISS',
   ]);
   lines.push(...formatColumns([['target', 'ratio', 'limit', 'result'], ...targetRows]));
-  const { batchP50, socketsPerSecond } = result.informational;
+  const bare = Object.values(result.againstBareFloor).map((r) => `${r.description} ${r.ratio.toFixed(2)}x`);
+  const cost = result.perDescriptorNs;
+  const ns = (value: number) => `${value.toFixed(0)} ns`;
+  const signed = (value: number) => `${value >= 0 ? '+' : ''}${ns(value)}`;
   lines.push(
     '',
-    `informational (not targets): ${batchP50.description} ${batchP50.ratio.toFixed(2)}x, ` +
-      `${socketsPerSecond.description} ${socketsPerSecond.ratio.toFixed(2)}x`,
+    `against the bare C floor (as passt's C helper): ${bare.join(', ')}`,
+    `per descriptor: setsockopt ${ns(cost.setsockopt)}, both checks ${ns(cost.checks)} (from the floors); ` +
+      `getsockopt SO_PROTOCOL ${ns(cost.soProtocol)}, TCP_REPAIR ${ns(cost.tcpRepair)} (native loop of ${result.filter.calls})`,
+    `seccomp filter per call: SO_PROTOCOL ${signed(cost.filterOnSoProtocol)}, TCP_REPAIR ${signed(cost.filterOnTcpRepair)}`,
+    `passt's side (exchange floor: receive, close, reply): batch p50 ${result.passtSide.batchP50Us.toFixed(1)} µs, ` +
+      `${(result.passtSide.shareOfHelper * 100).toFixed(0)}% of the helper's`,
   );
   process.stdout.write(lines.join('\n') + '\n');
 }
@@ -574,12 +710,146 @@ function formatColumns(rows: string[][]): string[] {
   );
 }
 
+// ---------------------------------------------------------------- the soak
+
+interface SoakSample {
+  seconds: number;
+  rssMB: number;
+  descriptors: number;
+  /** Sockets switched per second since the previous sample. */
+  socketsPerSecond: number;
+}
+
+interface SoakFigure {
+  start: number;
+  oneMinute: number;
+  end: number;
+  max: number;
+}
+
+export interface SoakResult {
+  parameters: { connections: number; minutes: number; helper: string };
+  operations: number;
+  requests: number;
+  samples: SoakSample[];
+  rssMB: SoakFigure;
+  descriptors: SoakFigure;
+  socketsPerSecond: SoakFigure;
+  targets: { operations: Target & { count: number }; rssGrowth: { description: string; growthMB: number; limitMB: number; pass: boolean } };
+}
+
+function openDescriptorCount(pid: number): number {
+  return fs.readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** The sample at or after `seconds` (the last one if the soak was shorter). */
+function sampleAt(samples: SoakSample[], seconds: number): SoakSample {
+  return samples.find((sample) => sample.seconds >= seconds) ?? samples[samples.length - 1]!;
+}
+
+/**
+ * One session of the helper: each batch is switched ON and then OFF (the
+ * command changes on every request), for `minutes`, sampling the helper's
+ * VmRSS, open descriptors and throughput every second.
+ */
+async function soak(options: Options, fds: number[], directory: string, policy: string): Promise<SoakResult> {
+  const { minutes, helper } = options.soak!;
+  const spec: HelperSpec = { key: 'passtRepair', label: helper, command: [helper, '--policy', policy], env: process.env, takesRequests: true, switchesSockets: true };
+  const { launched } = launch(spec, directory);
+  const pid = launched.child.pid!;
+  const batches: number[][] = [];
+  for (let first = 0; first < fds.length; first += SCM_MAX_FD) batches.push(fds.slice(first, first + SCM_MAX_FD));
+  const samples: SoakSample[] = [];
+  const started = process.hrtime.bigint();
+  const elapsedMs = () => Number(process.hrtime.bigint() - started) / 1e6;
+  let operations = 0;
+  let requests = 0;
+  let sampled = { ms: 0, operations: 0 };
+  const sample = () => {
+    const ms = elapsedMs();
+    samples.push({
+      seconds: ms / 1e3,
+      rssMB: (statusKiB(pid, 'VmRSS') * 1024) / 1e6,
+      descriptors: openDescriptorCount(pid),
+      socketsPerSecond: ((operations - sampled.operations) * 1e3) / Math.max(ms - sampled.ms, 1),
+    });
+    sampled = { ms, operations };
+  };
+  const endMs = minutes * 60_000;
+  while (elapsedMs() < endMs) {
+    for (const batch of batches) {
+      await request(launched, TCP_REPAIR_ON, batch);
+      await request(launched, TCP_REPAIR_OFF, batch);
+      operations += 2 * batch.length;
+      requests += 2;
+    }
+    if (elapsedMs() - sampled.ms >= SOAK_SAMPLE_MS) sample();
+  }
+  sample();
+  verifyAll(fds, TCP_REPAIR_OFF, helper, { passes: 0, checks: 0 });
+  await finish(launched);
+
+  const figure = (pick: (sample: SoakSample) => number): SoakFigure => ({
+    start: pick(samples[0]!),
+    oneMinute: pick(sampleAt(samples, 60)),
+    end: pick(samples[samples.length - 1]!),
+    max: Math.max(...samples.map(pick)),
+  });
+  const rssMB = figure((s) => s.rssMB);
+  const growthMB = rssMB.end - rssMB.oneMinute;
+  const limitMB = SOAK_GROWTH_LIMIT_BYTES / 1e6;
+  return {
+    parameters: { connections: fds.length, minutes, helper: helper.startsWith(`${ROOT}/`) ? path.relative(ROOT, helper) : helper },
+    operations,
+    requests,
+    samples,
+    rssMB,
+    descriptors: figure((s) => s.descriptors),
+    socketsPerSecond: figure((s) => s.socketsPerSecond),
+    targets: {
+      operations: { ...target(`socket operations in one session (millions)`, operations / 1e6, 'min', SOAK_MIN_OPERATIONS / 1e6), count: operations },
+      rssGrowth: { description: 'RSS growth after the first minute', growthMB, limitMB, pass: minutes > 1 && growthMB < limitMB },
+    },
+  };
+}
+
+function printSoak(result: SoakResult): void {
+  const { connections, minutes, helper } = result.parameters;
+  const lines = [
+    `passt-repair soak: ${helper}, ${connections} loopback TCP connections, each batch switched ON then OFF, for ${minutes} min: ` +
+      `${result.requests} requests, ${result.operations} socket operations`,
+    '',
+  ];
+  const row = (label: string, f: SoakFigure, digits: number) => [label, ...[f.start, f.oneMinute, f.end, f.max].map((v) => v.toFixed(digits))];
+  lines.push(
+    ...formatColumns([
+      ['', 'start', '1 min', 'end', 'max'],
+      row('RSS MB', result.rssMB, 1),
+      row('open descriptors', result.descriptors, 0),
+      row('sockets/s', result.socketsPerSecond, 0),
+    ]),
+  );
+  const curve = result.samples.filter((_, index) => index % 60 === 59 || index === result.samples.length - 1);
+  lines.push('', `RSS MB each minute: ${curve.map((s) => s.rssMB.toFixed(1)).join(' ')}`, '');
+  const { operations, rssGrowth } = result.targets;
+  lines.push(
+    ...formatColumns([
+      ['target', 'figure', 'limit', 'result'],
+      [operations.description, operations.ratio.toFixed(1), `>= ${operations.limit.toFixed(1)}`, operations.pass ? 'PASS' : 'MISS'],
+      [`${rssGrowth.description} (MB)`, rssGrowth.growthMB.toFixed(2), `< ${rssGrowth.limitMB.toFixed(2)}`, rssGrowth.pass ? 'PASS' : 'MISS'],
+    ]),
+  );
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2));
   buildCFloors();
-  if (!fs.existsSync(BARE_NODE)) throw new BenchBroke(`${BARE_NODE} is missing: run npx tsc -p . first`);
+  for (const file of [BARE_NODE, FILTER_COST])
+    if (!fs.existsSync(file)) throw new BenchBroke(`${file} is missing: run npx tsc -p . first`);
+  if (!fs.existsSync(RUNTIME_LAUNCHER)) throw new BenchBroke(`${RUNTIME_LAUNCHER} is missing: run npm run build:test first`);
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'passt-repair-bench-'));
   const connections = await openLoopbackConnections(options.connections);
   try {
@@ -587,12 +857,19 @@ async function main(): Promise<number> {
       version: 1,
       rules: [{ name: 'bench', sockets: [`${directory}/*.repair`], peer: {} }],
     });
+    if (options.soak) {
+      const result = await soak(options, connections.fds, directory, policy);
+      if (options.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+      else printSoak(result);
+      return 0;
+    }
     const specs = helperSpecs(policy);
     const verification: Verification = { passes: 0, checks: 0 };
-    const startUps = await measureStartUps(specs, options.spawns, directory);
-    const switchers = specs.filter((spec) => spec.switchesSockets);
+    const startUps = await measureStartUps(specs, options.spawns, directory, connections.fds);
+    const switchers = specs.filter((spec) => spec.takesRequests);
     const switching = await measureSwitching(switchers, connections.fds, options.rounds, directory, verification);
-    const result = summarize(specs, options, startUps, switching, verification);
+    const filter = measureFilterCost();
+    const result = summarize(specs, options, startUps, switching, verification, filter);
     if (options.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     else printTable(specs, result);
     return 0;

@@ -5,15 +5,21 @@
  * every helper must make, so the real helper's round trip can be compared
  * with it. Exits 0 when passt closes the connection.
  *
- * Built with -DCHECKED, it also makes, per descriptor and before setsockopt,
- * the two checks native/protocol.cc makes: getsockopt SO_DOMAIN (a socket,
- * AF_INET or AF_INET6) and getsockopt SOL_TCP/TCP_REPAIR (a TCP socket; the
+ * Built with -DCHECKED, it also makes, per descriptor and before any
+ * setsockopt, the helper's two checks: getsockopt SO_PROTOCOL, which must be
+ * IPPROTO_TCP (ENOTSOCK: not a socket; an SMC or MPTCP socket has another
+ * protocol), and getsockopt SOL_TCP/TCP_REPAIR (answered by TCP only; the
  * previous state, which the helper keeps for a rollback). The difference
  * between the two floors is the cost of the validation itself; the rest of
  * the helper's round trip is JavaScript, N-API and seccomp.
  *
- * Built by the benchmark itself: cc -O2 -o test/build/bench/floor test/bench/floor.c
- * and cc -O2 -DCHECKED -o test/build/bench/floor-checked test/bench/floor.c */
+ * Built with -DEXCHANGE, it switches nothing: it receives the descriptors,
+ * closes them and replies. That is passt's side of the exchange and the
+ * descriptors' passage through the kernel, which every helper pays: the
+ * benchmark's own floor.
+ *
+ * Built by the benchmark itself: cc -O2 [-DCHECKED | -DEXCHANGE] -o
+ * test/build/bench/floor[-checked|-exchange] test/bench/floor.c */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -28,15 +34,15 @@
 #ifdef CHECKED
 /* The helper's checks: what it does to each descriptor before setsockopt. */
 static int check(int fd, int *previous) {
-	int domain;
-	socklen_t length = sizeof(domain);
+	int protocol;
+	socklen_t length = sizeof(protocol);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) < 0) {
-		perror("floor: getsockopt SO_DOMAIN");
+	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) < 0) {
+		perror("floor: getsockopt SO_PROTOCOL");
 		return -1;
 	}
-	if (domain != AF_INET && domain != AF_INET6) {
-		fprintf(stderr, "floor: descriptor %d is not AF_INET or AF_INET6\n", fd);
+	if (protocol != IPPROTO_TCP) {
+		fprintf(stderr, "floor: descriptor %d is not a TCP socket\n", fd);
 		return -1;
 	}
 	length = sizeof(*previous);
@@ -106,10 +112,14 @@ int main(int argc, char **argv) {
 			int fd;
 
 			memcpy(&fd, CMSG_DATA(cmsg) + sizeof(int) * i, sizeof(int));
+#ifndef EXCHANGE
 			if (setsockopt(fd, SOL_TCP, TCP_REPAIR, &value, sizeof(value)) < 0) {
 				perror("floor: setsockopt TCP_REPAIR");
 				return 1;
 			}
+#else
+			(void)value;
+#endif
 			close(fd);
 		}
 

@@ -21,6 +21,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -47,6 +48,12 @@ uint64_t NowNs() {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   return static_cast<uint64_t>(now.tv_sec) * 1000000000u + now.tv_nsec;
+}
+
+int SetInt(int fd, int level, int name, int value) { return setsockopt(fd, level, name, &value, sizeof(value)); }
+int GetInt(int fd, int level, int name, int *value) {
+  socklen_t length = sizeof(*value);
+  return getsockopt(fd, level, name, value, &length);
 }
 
 // Waits for `events` on fd; false on timeout.
@@ -208,36 +215,75 @@ Napi::Value ReceiveReply(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, byte);
 }
 
-// roundTrip(fd, command, fds): send a well-formed request and wait for its
-// reply, timed on the monotonic clock; returns [reply or null, nanoseconds].
-Napi::Value RoundTrip(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  int fd = Int(info, 0);
-  int8_t command = static_cast<int8_t>(Int(info, 1));
-  std::vector<int> fds = Ints(info[2]);
+// One well-formed request (command byte, `count` descriptors in one
+// SCM_RIGHTS message) and its reply, timed on the monotonic clock from the
+// sendmsg to the reply, as passt's repair_flush() waits. Returns the reply
+// byte, or -256 on EOF and -257 on a failure (errno set).
+constexpr int kClosed = -256, kFailed = -257;
+int TimedRequest(int fd, int8_t command, const int *fds, size_t count, uint64_t *elapsed) {
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * 253)];
-  if (fds.empty() || fds.size() > 253) return Fail(env, "roundTrip needs 1 to 253 descriptors", EINVAL);
   struct iovec iov = {&command, 1};
   struct msghdr msg = {};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   msg.msg_control = control;
-  msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
   struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
   cmsg->cmsg_level = SOL_SOCKET;
   cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-  memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int) * count);
+  memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * count);
   uint64_t start = NowNs();
-  if (sendmsg(fd, &msg, MSG_NOSIGNAL) < 0) return Fail(env, "sendmsg", errno);
+  if (sendmsg(fd, &msg, MSG_NOSIGNAL) < 0) return kFailed;
   int8_t reply;
   ssize_t got;
   do got = recv(fd, &reply, 1, 0);
   while (got < 0 && errno == EINTR);
-  uint64_t elapsed = NowNs() - start;
+  *elapsed = NowNs() - start;
+  if (got == 0 || (got < 0 && errno == ECONNRESET)) return kClosed;
+  if (got < 0) return kFailed;
+  return reply;
+}
+
+// roundTrip(fd, command, fds): send a well-formed request and wait for its
+// reply, timed on the monotonic clock; returns [reply or null, nanoseconds].
+Napi::Value RoundTrip(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::vector<int> fds = Ints(info[2]);
+  if (fds.empty() || fds.size() > 253) return Fail(env, "roundTrip needs 1 to 253 descriptors", EINVAL);
+  uint64_t elapsed = 0;
+  int reply = TimedRequest(Int(info, 0), static_cast<int8_t>(Int(info, 1)), fds.data(), fds.size(), &elapsed);
+  if (reply == kFailed) return Fail(env, "roundTrip", errno);
   Napi::Array result = Napi::Array::New(env, 2);
-  result.Set(0u, got == 1 ? Napi::Value(Napi::Number::New(env, reply)) : env.Null());
+  result.Set(0u, reply == kClosed ? env.Null() : Napi::Value(Napi::Number::New(env, reply)));
   result.Set(1u, Napi::Number::New(env, static_cast<double>(elapsed)));
+  return result;
+}
+
+// switchAll(fd, command, fds): every descriptor in `fds` sent with `command`
+// in batches of 253 (the last one shorter), each waiting for its reply, as
+// passt's migration does, in a native loop so that the benchmark's own side
+// adds no JavaScript between batches. Returns { reply, ns }: the round trip
+// of each batch, and the first reply that was not `command` (null on EOF),
+// with the batches before it, or reply === command when all were confirmed.
+Napi::Value SwitchAll(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const int fd = Int(info, 0);
+  const int8_t command = static_cast<int8_t>(Int(info, 1));
+  std::vector<int> fds = Ints(info[2]);
+  std::vector<double> times;
+  int reply = command;
+  for (size_t first = 0; first < fds.size() && reply == command; first += 253) {
+    uint64_t elapsed = 0;
+    reply = TimedRequest(fd, command, fds.data() + first, std::min<size_t>(253, fds.size() - first), &elapsed);
+    if (reply == kFailed) return Fail(env, "switchAll", errno);
+    if (reply == command) times.push_back(static_cast<double>(elapsed));
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("reply", reply == kClosed ? env.Null() : Napi::Value(Napi::Number::New(env, reply)));
+  Napi::Array ns = Napi::Array::New(env, times.size());
+  for (size_t i = 0; i < times.size(); i++) ns.Set(static_cast<uint32_t>(i), times[i]);
+  result.Set("ns", ns);
   return result;
 }
 
@@ -248,6 +294,19 @@ Napi::Value RepairState(const Napi::CallbackInfo &info) {
   if (getsockopt(Int(info, 0), SOL_TCP, TCP_REPAIR, &value, &length) < 0)
     return Fail(info.Env(), "getsockopt TCP_REPAIR", errno);
   return Napi::Number::New(info.Env(), value);
+}
+
+// timeGetsockopt(fd, level, name, count): `count` getsockopt(2) calls in a
+// tight loop, for the benchmark's per-call cost of the seccomp filter;
+// returns nanoseconds per call, or throws on the first failure.
+Napi::Value TimeGetsockopt(const Napi::CallbackInfo &info) {
+  const int fd = Int(info, 0), level = Int(info, 1), name = Int(info, 2), count = Int(info, 3);
+  uint64_t start = NowNs();
+  for (int i = 0; i < count; i++) {
+    int value;
+    if (GetInt(fd, level, name, &value) < 0) return Fail(info.Env(), "getsockopt", errno);
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(NowNs() - start) / count);
 }
 
 // tcpSocket(family): a fresh TCP socket, for the migration's target side.
@@ -498,7 +557,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendRequest", Napi::Function::New(env, SendRequest));
   exports.Set("receiveReply", Napi::Function::New(env, ReceiveReply));
   exports.Set("roundTrip", Napi::Function::New(env, RoundTrip));
+  exports.Set("switchAll", Napi::Function::New(env, SwitchAll));
   exports.Set("repairState", Napi::Function::New(env, RepairState));
+  exports.Set("timeGetsockopt", Napi::Function::New(env, TimeGetsockopt));
   exports.Set("tcpSocket", Napi::Function::New(env, TcpSocket));
   exports.Set("otherSocket", Napi::Function::New(env, OtherSocket));
   exports.Set("socketPair", Napi::Function::New(env, SocketPair));

@@ -47,7 +47,15 @@ export interface PasstDouble {
   receiveReply(fd: number, timeoutMs: number): number | null | undefined;
   /** A well-formed request and its reply, timed: [reply or null, nanoseconds]. */
   roundTrip(fd: number, command: number, fds: readonly number[]): [number | null, number];
+  /**
+   * Every descriptor sent with `command` in batches of 253, each waiting for
+   * its reply, in a native loop: each batch's round trip in nanoseconds, and
+   * the first reply that was not `command` (null: closed) or `command`.
+   */
+  switchAll(fd: number, command: number, fds: readonly number[]): { reply: number | null; ns: number[] };
   repairState(fd: number): number;
+  /** `count` getsockopt(fd, level, name) calls in a native loop: nanoseconds per call. */
+  timeGetsockopt(fd: number, level: number, name: number, count: number): number;
   tcpSocket(family: 4 | 6): number;
   otherSocket(kind: 'udp' | 'unix' | 'raw-tcp' | 'mptcp' | 'rtnetlink' | 'smc'): number;
   /** An AF_UNIX stream socket pair: [passt's end, the helper's end]. */
