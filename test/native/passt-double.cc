@@ -373,12 +373,6 @@ Napi::Value EpollInstance(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), fd);
 }
 
-int SetInt(int fd, int level, int name, int value) { return setsockopt(fd, level, name, &value, sizeof(value)); }
-int GetInt(int fd, int level, int name, int *value) {
-  socklen_t length = sizeof(*value);
-  return getsockopt(fd, level, name, value, &length);
-}
-
 // Peeks a repair queue's whole content (the socket is in repair mode).
 bool PeekQueue(int fd, int queue, int size, std::string *out) {
   if (SetInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, queue) < 0) return false;
