@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // npm run demo: migrates a live TCP connection from one process to another
 // through the helper, as passt does during a VM's live migration.
 //

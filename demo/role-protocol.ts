@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // What the demo asks of a passt role (demo/role.ts) over the IPC channel, and
 // what each request answers. Shared by both ends so the calls are type-checked.
 import type { ConnectionState } from '../test/passt-double/native.d';

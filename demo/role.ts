@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // One side of passt in the demo: `role.js source` or `role.js target`, run by
 // demo.js as a child process (unprivileged when the demo runs as root) and
 // driven over the IPC channel, one request at a time (see role-protocol.ts).

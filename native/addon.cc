@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The helper's native surface. Everything it exports is typed in
 // src/native.d.ts; each function lives in the file of its concern.
 #include <napi.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 2's system calls: credentials changed on every thread of the process.
 //
 // Capabilities, securebits, NO_NEW_PRIVS and (through raw system calls) the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Connecting to passt's UNIX socket.
 //
 // The caller opens the socket file itself (O_PATH, gate 1 in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Who is behind the connection to passt: SO_PEERCRED, and SO_PEERPIDFD
 // where the kernel has it (Linux 6.5 and later).
 #include <sys/socket.h>

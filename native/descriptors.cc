@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Descriptors the helper writes to without ever waiting: standard error for
 // the audit log, and the pipe to the telemetry forwarder. A stalled reader
 // must never stall passt's migration, so writes that would block fail with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Errors cross into JavaScript as plain data: a stable code and the numbers
 // that explain it. The wording lives in src/errors.ts, in one place.
 #pragma once

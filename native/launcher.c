@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // passt-repair's launcher, and the helper's command: bin/passt-repair is a
 // symbolic link to this program, and so is whatever a package installs as
 // passt-repair (npm's bin link, /usr/bin/passt-repair). It starts the

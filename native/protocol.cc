@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // One request from passt, handled whole: wait, receive, validate, apply,
 // reply.
 //

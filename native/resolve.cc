@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 1's system calls: opening a path one component at a time, reading
 // symlinks and identities of what was opened, and pinning a process whose
 // root a path goes through. The walk itself (which component next, where a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The runtime's sandbox before its first instruction: io_uring unavailable
 // and a clean environment (native/launcher.c says why). Shared by the
 // helper's launcher and the tests' launcher for other scripts

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 3's system calls: the seccomp filter, built with libseccomp from the
 // allowlist in seccomp/ (parsed and checked in src/sandbox/seccomp.ts) and
 // installed on every thread at once. The same calls build the telemetry

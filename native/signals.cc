@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // SIGTERM, SIGINT and SIGHUP: recorded, then acted on where the helper can
 // stop cleanly (between requests, between two gates, or by the event loop
 // while waiting for passt's socket).

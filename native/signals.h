@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // SIGTERM, SIGINT and SIGHUP, recorded and never acted on inside a request
 // (native/signals.cc). The protocol loop reads them between requests.
 #pragma once

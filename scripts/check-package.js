@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// SPDX-License-Identifier: GPL-2.0-or-later
 // npm runs this before `npm pack` and `npm publish` ("prepack"). The package
 // ships prebuilt artifacts, because the machines it installs on have no
 // compiler (package.json has "gypfile": false, so npm never runs node-gyp on

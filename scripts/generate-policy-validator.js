@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Generates src/policy/validate.generated.ts from policy/policy.schema.json
 // with ajv's standalone mode, so that the helper compiles no schema at start
 // (and needs neither ajv nor code generation from strings at run time).

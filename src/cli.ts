@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The command line: `passt-repair [OPTIONS] PATH`, as libvirt and KubeVirt
 // call the C helper, plus options that only narrow what it does.
 import * as fs from 'node:fs';

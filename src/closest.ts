@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // "Did you mean ...?": the known word closest to a mistyped one, for the
 // messages about an unknown option or an unknown policy key.
 

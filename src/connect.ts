@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Reaching passt's repair socket, given as a socket or as a directory to
 // wait in, and checking who is behind it.
 //

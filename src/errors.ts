@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Exit codes, and the one place where failures are put into words.
 import { getSystemErrorMessage } from 'node:util';
 import { commandsInMask } from './limits';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // A rule's limits on the session it governs (policy key "limits"): which
 // commands passt may send, how many sockets per request and per session,
 // and how long the session may sit idle or last. Enforced by the protocol

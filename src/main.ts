@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // passt-repair: the helper's entry point, read top to bottom.
 import * as fs from 'node:fs';
 import { parseArguments, usage, type Invocation } from './cli';

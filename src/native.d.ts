@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The helper's whole native surface (native/*.cc). Failures throw a
 // NativeFailure; src/errors.ts turns it into words.
 

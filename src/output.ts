@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The answers of --help, --version, --check-policy and --explain on standard
 // output. An answer is written whole or the run fails: a cut --explain loses
 // its verdict, the last line, and exit 0 would still say all is well.

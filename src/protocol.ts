@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The protocol loop: one request at a time until passt closes the connection.
 import { native } from './addon';
 import { HelperError, Refusal, Stopped, commandName, describeNativeFailure, isNativeFailure, isRequestRefusal } from './errors';

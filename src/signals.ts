@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // SIGTERM, SIGINT and SIGHUP in every phase of a serving run. native/signals.cc
 // only records them (and wakes whoever waits); the run acts on them where it
 // can stop cleanly:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The helper's own account: created by the install step, the default
 // sandbox account when it exists; "nobody" only as a fallback, with a
 // warning. Each test runs in a mount namespace of its own over a copy of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The audit log on the helper's real standard error: its events and fields
 // in both formats, the gate named in every refusal, syslog priorities for the
 // journal, and a stalled standard error that must not stall passt.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The test and benchmark doubles' native code: built by "npm run build:test",
 # never packed. The helper's own build is ../binding.gyp.
 {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 2: what every thread of the running helper holds, read from
 // /proc/PID/task/*/status while it is connected and serving.
 import t, { type Test } from 'tap';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 4 judges the peer by the credentials it had when it called listen():
 // the "connected" line says so when that process has exited since.
 import t from 'tap';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The service and MAC files under contrib/, checked with the tools a
 // packager's build would use: the systemd unit with systemd-analyze verify
 // (and its identity and capabilities tried on the real helper), the AppArmor

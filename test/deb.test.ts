@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The Debian package as a packager and an administrator meet it: built by
 // scripts/build-deb (what `./run deb` runs), checked by lintian, then
 // installed, used for a real session, removed and purged in an isolated root.

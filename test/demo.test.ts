@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The demo's migration as a test: a live TCP connection moves from the source
 // process to the target process through the real helper, and the server
 // never notices.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The sandboxed helper holds only what it needs: descriptors its caller
 // leaked (a regular file, an rtnetlink socket, which CAP_NET_ADMIN would make
 // powerful) are closed before the gates, and a helper started without the

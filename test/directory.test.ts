@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Reaching passt's socket: directory mode (the socket appears later, exists
 // already, or refuses before passt listens), paths longer than sun_path,
 // symlinks to the directory (KubeVirt's shortening links), and --timeout.

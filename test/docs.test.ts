@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The administrator's documents agree with the helper and with each other:
 // the README is short and starts with the two commands, names only files
 // that exist and options --help has, gives the exit codes of src/errors.ts,

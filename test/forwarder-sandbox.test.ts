@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The telemetry forwarder is never privileged, from its first instruction,
 // and cannot make the kernel signal the helper (which runs as the same
 // account) through a descriptor it owns: attacked from inside its real

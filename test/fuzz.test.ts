@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The request decoder, fuzzed: seeded and bounded. Each request is a
 // well-formed one (a command, one SCM_RIGHTS message of 1 to 253 TCP
 // sockets) with one random defect: the command, the length, the control

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The install step against an attacker: another uid (setpriv) plants an
 // "etc" symbolic link in a root-owned sticky --root; --root arguments that
 // cd(1) would take as options; an existing policy the helper will refuse.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The helper's command is the C launcher itself (native/launcher.c), reached
 // through symbolic links: it finds its package through /proc/self/exe, never
 // through argv[0] or PATH, and gives the runtime a clean environment.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // What the end-to-end tests share: real loopback TCP connections, a
 // listening repair socket in a fresh directory, and the real helper.
 import { spawn } from 'node:child_process';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Failures under resource limits are clear: each ends in one line naming
 // the limit and exit 1, with nothing connected; an audit log lost to the
 // file-size limit is reported by the exit status. Every limit is set with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Forged audit lines: values chosen by someone else (the name of the socket
 // the helper connects to, the peer's executable name) that contain line
 // breaks must not make the text audit log show a line the helper did not

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Every malformed request the issue names: the exit code, the one line on
 // stderr, no reply, and every socket in the state passt last got confirmed.
 import t, { type Test } from 'tap';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The manual page, passt-repair.1: it renders without a single roff warning,
 // and it documents what the helper really has. Every option --help prints,
 // every key (and enumerated value) of the policy schema, and the exit codes

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Answers on standard output arrive whole, or the run fails saying so: a
 // 12,000-rule --explain (close to 900 kB) through a pipe whose reader is
 // slow to start, alone and with standard error sharing the pipe (the audit

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The npm package as a user gets it: `npm pack` on the built repository, then
 // the tarball installed, locally and globally, on a PATH with no compiler,
 // and the installed helper serving a real session. And the install step,

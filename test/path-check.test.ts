@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 1 under attack, with the helper held still between two of its steps
 // (strace's SIGSTOP injection, test/pods.ts) so that each interleaving is
 // forced, not hoped for: the namespace spoof from the issue (a directory

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Path patterns cannot be stalled: matching costs time proportional to the
 // pattern's length times the path's, whatever an attacker names. Compared
 // with a straightforward reference on random patterns and paths, timed as

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 4 with real peers of another uid and gid (setpriv): SO_PEERCRED
 // against a rule's uids, gids and sameOwner, allowed and refused. After a
 // refusal the listening side has seen no request answered.

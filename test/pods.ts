@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // What gate 1's attack and KubeVirt tests share: passt's side in a mount
 // namespace of its own (a virt-launcher as uid 107, or an unprivileged
 // user's namespace), and the real helper held still between two of its

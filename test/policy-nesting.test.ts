@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // A policy nested far deeper than any real one (20,000 levels) is a located
 // error with the documented exit (2 when serving, 1 for --check-policy), not
 // a stack overflow reported as an internal error.

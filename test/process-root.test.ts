@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 1 through another process's root, as current KubeVirt starts the
 // helper: /proc/<virt-launcher pid>/root/var/run/libvirt/qemu/run/passt (the
 // target's directory, before passt creates its socket) and the

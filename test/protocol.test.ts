@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The wire protocol end to end: the real helper, real loopback TCP sockets,
 // real SCM_RIGHTS. Each command, batch sizes up to SCM_MAX_FD, mixed
 // sequences, and no descriptor kept between requests.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // A rule's limits (policy "limits"): which commands, how many sockets per
 // request and per session, idle and session timeouts. Each is enforced on the
 // real helper before any socket is touched: the refusal names the limit,

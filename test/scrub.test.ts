@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // What a failure report may carry out of the machine (src/telemetry/scrub.ts),
 // on the helper's real messages.
 import t from 'tap';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 3: the seccomp filter, from its data to a helper serving under it.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // SIGTERM, SIGINT and SIGHUP at every phase of a serving run, sent to the
 // real helper under its real seccomp filter: before connecting (waiting in
 // directory mode), between two gates, between requests and inside a batch.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Telemetry to Sentry, opt-in: the forwarder (its identity, its filter), the
 // channel, scrubbing, and the real helper reporting to a real HTTP receiver
 // on 127.0.0.1 that decodes Sentry envelopes (test/fixtures/sentry-receiver.ts).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // What keeps a text audit line one line: every character that a terminal, a
 // log collector or a reader could take for the end of a line or a control
 // sequence is written as a visible escape. The values a message carries (a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The audit log, on standard error: what the helper did and why, one line an
 // event. Text for people by default, or one JSON object a line with stable
 // field names (passt-repair(1) lists them) for log pipelines. Under systemd

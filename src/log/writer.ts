@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Lines written to a descriptor that never make the writer wait: standard
 // error for the audit log, the pipe to the telemetry forwarder. The
 // descriptor is non-blocking (native/descriptors.cc); a line the reader has

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The checks of a policy beyond its schema: everything that can be known
 // wrong before a migration starts. loadPolicy runs them for serving, for
 // --check-policy and for --explain alike, so whatever --check-policy calls

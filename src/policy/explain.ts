@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // --explain PATH: which rule would allow PATH, or why none does, in words an
 // administrator can act on. PATH is resolved by gate 1's own resolver
 // (./path-gate.ts), as serving resolves it: /var/run -> /run, a process's

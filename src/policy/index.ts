@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 1 (which paths the helper may connect to: ./path-gate.ts) and gate 4
 // (which passt processes it may serve: ./peer.ts), decided by the policy
 // file. See policy/policy.schema.json for the format, SECURITY.md for the

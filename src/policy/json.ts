@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // A strict JSON parser (RFC 8259) that remembers where each value starts, so
 // that a schema error can be reported at the line and column an
 // administrator must edit. JSON.parse cannot: it keeps no positions, and it

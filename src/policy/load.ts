@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Reading the policy file: trusted only if nobody but root (or the helper's
 // own uid) can have written it, parsed strictly, validated against
 // policy/policy.schema.json (validator generated at build time) and by the

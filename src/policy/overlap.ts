@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Whether two path patterns can match one same path: --check-policy's test
 // for a "directories" pattern under which no "sockets" pattern of its rule
 // could ever match a socket. Exact for the pattern language of pattern.ts

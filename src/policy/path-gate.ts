@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 1, the path policy: which socket or directory the helper may connect
 // to or wait in, decided on the object it holds open, never on text the
 // kernel renders for it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Path patterns, matched against paths with every symlink resolved.
 //
 // `*` matches any run of characters and `?` any one character, neither ever

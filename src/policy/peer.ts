@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 4: who is behind the connection. Read right after connect(), before
 // anything passt sends is read.
 import * as fs from 'node:fs';

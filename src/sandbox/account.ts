@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The unprivileged account a helper started as root becomes: from
 // /etc/passwd and /etc/group, read while still privileged (no NSS, no
 // libc: the helper never loads modules for name lookups).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 2: capabilities, ids, securebits, NO_NEW_PRIVS, on every thread.
 //
 // In two steps around connect(): first down to what reaching passt's socket

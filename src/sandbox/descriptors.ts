@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The sandboxed helper holds only what it needs: no descriptor its caller
 // leaked. A regular file or an rtnetlink socket left open (the latter made
 // powerful by the CAP_NET_ADMIN the helper keeps) would stay usable through

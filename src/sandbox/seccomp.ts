@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 3: the seccomp filter. The allowlist is data (seccomp/allowlist.policy);
 // this file reads and checks it, and native/seccomp.cc builds and installs it
 // on every thread. The last step before the protocol loop. The telemetry

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // What the policy file decides about the sandbox (its "sandbox" object).
 export interface SandboxSettings {
   /**

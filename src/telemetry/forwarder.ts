@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The telemetry forwarder: a process of its own (`node forwarder.js`,
 // started by reporter.ts while the helper is still privileged), between the
 // sandboxed helper and Sentry. It reads the helper's scrubbed reports from

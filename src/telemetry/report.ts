@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // What the helper hands to the telemetry forwarder about a failed run. The
 // reporter (reporter.ts) scrubs it as the policy says before it leaves the
 // helper; the forwarder (forwarder.ts) turns it into a Sentry event.

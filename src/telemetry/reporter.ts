@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The helper's side of telemetry: a pipe, set up while the helper is still
 // privileged, to a forwarder process (forwarder.ts) that is never privileged
 // (spawnForwarder) and sends the reports to Sentry. The helper itself never loads

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The telemetry forwarder's first step, before it reads anything from the
 // helper or loads anything but its own modules. It starts unprivileged and
 // already filtered (src/telemetry/reporter.ts, native/launcher.c); this adds

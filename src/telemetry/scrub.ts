@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // What a failure report may carry out of the machine. Applied in the helper,
 // to the message and the stack, before anything is written to the pipe to
 // the forwarder: socket, directory and file paths, uids and gids, pids are

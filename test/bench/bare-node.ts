@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The bare Node.js floor of the benchmark: a process that only connects to
 // the UNIX socket PATH and exits when passt closes the connection. It sets the
 // lowest start-up time and resident memory a helper on this runtime can have.

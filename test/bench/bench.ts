@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // npm run bench: plays passt against the real helper and the floors written
 // for the comparison (test/bench/floor.c, built three times: bare, as passt's
 // C helper behaves; with the helper's per-descriptor checks; and switching

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The benchmark's probe of what the seccomp filter costs per system call.
 // Run by test/bench/bench.ts through the tests' runtime launcher (the helper's
 // runtime, flags and sandbox): times the request loop's getsockopt calls in

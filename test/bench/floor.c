@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 /* The C floor of the benchmark: the least a helper can do per request.
  * Connect to the AF_UNIX PATH, then for each request: receive the command
  * byte and its descriptors, set TCP_REPAIR on each, close each, send the

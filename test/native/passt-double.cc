@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The passt side, for the demo, the tests and the benchmark. Never loaded by
 // the helper. It listens where passt would, sends requests of any shape
 // (including malformed ones) with SCM_RIGHTS, and moves a TCP connection's

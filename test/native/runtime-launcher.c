@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // runtime-launcher PROGRAM [ARGUMENT...]: runs PROGRAM (the helper's Node.js
 // runtime, with a test's own script) in the sandbox the helper's launcher
 // gives its runtime (native/runtime-sandbox.h: io_uring unavailable, a clean

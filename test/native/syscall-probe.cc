@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Test-only addon (test/seccomp.test.ts): makes one forbidden system call by
 // name, with plausible arguments, so that a process under the helper's
 // filter can show it dies on it. Never loaded by the helper. Also the

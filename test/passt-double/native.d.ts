@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // The passt-side double's whole native surface (test/native/passt-double.cc), used by
 // the demo, the tests and the benchmark; never by the helper.
 

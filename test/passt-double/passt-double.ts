@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // Playing passt's part against a helper: start it, accept it, send requests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
