@@ -73,9 +73,11 @@ for (const [name, target] of Object.entries(manifest.bin ?? {})) {
 // The native artifacts, against the sources binding.gyp names for them.
 let targets = [];
 try {
-  targets = JSON.parse(fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8')).targets ?? [];
+  // gyp files are JSON plus "#" comment lines (the licence header).
+  const text = fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8').replace(/^\s*#.*$/gm, '');
+  targets = JSON.parse(text).targets ?? [];
 } catch (error) {
-  problems.push(`binding.gyp cannot be read as JSON (${error.message})`);
+  problems.push(`binding.gyp cannot be read as JSON with # comments (${error.message})`);
 }
 const headers = listFiles('native', (file) => /\.h$/.test(file) && path.posix.dirname(file) === 'native');
 for (const [target, artifact] of [
