@@ -91,10 +91,14 @@ SIGNALS.forEach((signal, index) => {
     const dir = temporaryDirectory();
     const socketPath = path.join(dir, 'passt.repair');
     const listener = passt.listenUnix(socketPath);
-    // Every seccomp(2) call waits 1.5 s before it runs: the filter cannot be
-    // installed, nor the first request read, until well after the signal.
-    const helper = collectStderr(startTestHelper([socketPath], ['strace', '-f', '-qq', '-o', '/dev/null', '-e', 'trace=seccomp', '-e', 'inject=seccomp:delay_enter=1500000', HELPER]));
-    const sock = await acceptHelper(listener, 20_000);
+    // Every seccomp(2) call waits 0.4 s before it runs: the filter cannot be
+    // installed, nor the first request read, until well after the signal,
+    // sent as soon as the connected line (gate 4) is read. The launcher and
+    // the filter's preparation make some twenty seccomp(2) calls before
+    // connecting (libseccomp probing the kernel), hence the long wait for
+    // the connection.
+    const helper = collectStderr(startTestHelper([socketPath], ['strace', '-f', '-qq', '-o', '/dev/null', '-e', 'trace=seccomp', '-e', 'inject=seccomp:delay_enter=400000', HELPER]));
+    const sock = await acceptHelper(listener, 60_000);
     fs.closeSync(listener);
     const pid = await helperPid(helper);
     await waitForLine(helper, /connected to /);
