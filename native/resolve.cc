@@ -164,8 +164,10 @@ Napi::Value StatObject(const Napi::CallbackInfo &info) {
 }
 
 // pidfd_open(2): a handle on process `pid` that no other process can ever
-// stand for, even after it exits and its PID is reused. PIDFD_THREAD is not
-// needed: a process's root is shared by its threads.
+// stand for, even after it exits and its PID is reused. Without
+// PIDFD_THREAD, a thread's id is refused (EINVAL): `pid` must be a process
+// (thread group leader), whose /proc/PID/status and /proc/PID/root are the
+// leader's own (a thread may chroot on its own after unshare(CLONE_FS)).
 Napi::Value PidfdOpen(const Napi::CallbackInfo &info) {
   const int pid = info[0].As<Napi::Number>().Int32Value();
   const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));

@@ -240,3 +240,17 @@ t.test('--explain resolves the deepest existing ancestor as serving does; a trai
   t.equal(magic.code, 1);
   t.match(magic.stdout, 'gate 1 (path) would refuse: /proc/self is a symlink on /proc (a magic link');
 });
+
+t.test('a socket with a second name (a hard link) is refused by gate 1 and sees no connection', async (t) => {
+  const dir = temporaryDirectory();
+  const original = path.join(dir, 'other.sock');
+  const linked = path.join(dir, 'passt.repair');
+  const policy = writePolicy(dir, { version: 1, rules: [{ name: 'r', sockets: [`${dir}/*.repair`], peer: {} }] });
+  const listener = passt.listenUnix(original);
+  fs.linkSync(original, linked);
+  const { code, stderr } = await startHelper(['--policy', policy, linked]).exited;
+  t.equal(code, 1);
+  t.same(unusualLines(stderr).slice(0, 1), [`passt-repair: gate 1 (path) refused: ${linked} has 2 hard links: a socket reached through a second name is not served`]);
+  t.equal(passt.accept(listener, 0), -1, 'the listener behind both names saw no connection');
+  fs.closeSync(listener);
+});

@@ -15,6 +15,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { HELPER, openDescriptors, ROOT, startHelper, writePolicy } from './passt-double/passt-double';
 import { temporaryDirectory, unusualLines as allUnusualLines } from './lib';
 
+import { installPolicy, QEMU, startStoppedHelper, startUserNamespace, startVirtLauncher, type Pod } from './pods';
+
 /**
  * The installed KubeVirt example names no sandbox account, so on a machine
  * without the "passt-repair" account the helper warns that it falls back to
@@ -23,7 +25,6 @@ import { temporaryDirectory, unusualLines as allUnusualLines } from './lib';
 function unusualLines(stderr: string): string[] {
   return allUnusualLines(stderr).filter((line) => !/^passt-repair: WARNING: no "passt-repair" account: running as "nobody"/.test(line));
 }
-import { installPolicy, QEMU, startStoppedHelper, startUserNamespace, startVirtLauncher, type Pod } from './pods';
 
 const KUBEVIRT = installPolicy(path.join(ROOT, 'policy/examples/kubevirt.json'));
 const PASST_DIR = '/run/libvirt/qemu/run/passt';
@@ -194,12 +195,12 @@ t.test('a PID that does not exist, or exits half-way through pinning, is refused
   t.equal(none.code, 1);
   t.same(unusualLines(none.stderr).slice(0, 1), [`passt-repair: gate 1 (path) refused: process ${missing} (in /proc/${missing}/root) does not exist or has exited`]);
 
-  // Pinning makes four openat2() calls: /proc/PID, its status, its
-  // mountinfo, its root. The process dies right after the first, or right
-  // after the root is open.
+  // Pinning makes four openat2() calls: /proc/PID, its mountinfo, its
+  // root, its status. The process dies right after the first, or right
+  // after the root is open (its status then cannot be read).
   for (const [step, reason] of [
     [1, 'does not exist or has exited'],
-    [4, 'exited while its root was being opened'],
+    [3, 'does not exist or has exited'],
   ] as const) {
     const pod = await startVirtLauncher(SOCKET);
     stopOnTeardown(t, pod);
@@ -215,4 +216,19 @@ t.test('a PID that does not exist, or exits half-way through pinning, is refused
     t.match(unusualLines(stderr)[0], `passt-repair: gate 1 (path) refused: process ${pod.pid}`);
     t.match(unusualLines(stderr)[0], reason);
   }
+});
+
+t.test('a PID beyond the kernel\'s PID_MAX_LIMIT is refused by gate 1, never wrapped to another process', async (t) => {
+  // 2^32 + 1 would be pid 1 in a 32-bit pid.
+  const { code, stderr } = await startHelper(['--policy', KUBEVIRT, `/proc/4294967297/root${SOCKET}`]).exited;
+  t.equal(code, 1);
+  t.same(unusualLines(stderr).slice(0, 1), ['passt-repair: gate 1 (path) refused: /proc/4294967297/root: 4294967297 is not a process id (at most 4194304)']);
+});
+
+t.test('a "processRoot" without "uids" is refused: any user could lend a namespace of their own', async (t) => {
+  const dir = temporaryDirectory();
+  const policy = writePolicy(dir, { version: 1, rules: [{ name: 'anyone', processRoot: { gids: [107] }, sockets: [`${PASST_DIR}/*.socket.repair`], peer: {} }] });
+  const checked = await startHelper(['--check-policy', policy]).exited;
+  t.equal(checked.code, 1);
+  t.match(checked.stderr, /\/rules\/0\/processRoot: missing the required key "uids"/);
 });

@@ -35,6 +35,9 @@ const ESRCH = 3;
 const EACCES = 13;
 
 /** PATH written as /proc/PID/root/REST: a path inside the root of process PID. */
+/** include/linux/threads.h: the largest pid a 64-bit kernel gives. */
+const PID_MAX_LIMIT = 4194304;
+
 const PROCESS_ROOT_FORM = /^\/proc\/([1-9][0-9]{0,9})\/root(\/.*)?$/;
 
 /** A process whose root a path was resolved in, pinned and its ids read. */
@@ -134,20 +137,24 @@ export function pinProcessRoot(pid: number): ResolutionRoot {
   let step = 'open a pidfd';
   try {
     root.pidfd = native.pidfdOpen(pid);
-    step = 'read the status';
-    status = native.readProcessFile(root.procFd, 'status');
     step = 'read the mounts';
     root.mounts = parseMounts(native.readProcessFile(root.procFd, 'mountinfo'));
     step = 'open the root';
     root.fd = native.openProcessRoot(root.procFd);
+    // Its ids as they are once the root is held: a process that changed
+    // them (setuid) before is judged on what it is now.
+    step = 'read the status';
+    status = native.readProcessFile(root.procFd, 'status');
   } catch (error) {
     failed(step, error);
   }
-  if (!pidfdAlive(root.pidfd)) {
+  try {
+    if (!pidfdAlive(root.pidfd)) refuse(`process ${pid} exited while its root was being opened`);
+    root.process = { pid, uids: statusIds(status, 'Uid'), gids: statusIds(status, 'Gid') };
+  } catch (error) {
     closeRoot(root);
-    refuse(`process ${pid} exited while its root was being opened`);
+    throw error;
   }
-  root.process = { pid, uids: statusIds(status, 'Uid'), gids: statusIds(status, 'Gid') };
   return root;
 }
 
@@ -162,7 +169,12 @@ export function splitProcessRoot(given: string): { pid: number | undefined; insi
   // "a/.." is not where "a" was), and it never leaves the root.
   const absolute = given.startsWith('/') ? given : `${process.cwd()}/${given}`;
   const form = PROCESS_ROOT_FORM.exec(absolute);
-  return form === null ? { pid: undefined, inside: absolute } : { pid: Number(form[1]), inside: form[2] ?? '/' };
+  if (form === null) return { pid: undefined, inside: absolute };
+  const pid = Number(form[1]);
+  // The kernel's PID_MAX_LIMIT: a larger number names no process (and would
+  // wrap to another one in a 32-bit pid).
+  if (pid > PID_MAX_LIMIT) refuse(`/proc/${form[1]}/root: ${form[1]} is not a process id (at most ${PID_MAX_LIMIT})`);
+  return { pid, inside: form[2] ?? '/' };
 }
 
 /** Fails unless the process is still the one pinned: a root of a process that is gone lends nothing. */
@@ -235,7 +247,11 @@ function walk(root: ResolutionRoot, inside: string, options: { linksAllowed: boo
       }
       let target: string;
       try {
-        if (root.mounts.get(stat.mountId) === 'proc')
+        const filesystem = root.mounts.get(stat.mountId);
+        // A mount the namespace did not list when the walk began (mounted
+        // since): nothing known about it is trusted, its links least.
+        if (filesystem === undefined) refuse(`${shown([...stack, { name }])} is a symlink on a mount outside the mount namespace it was resolved in (mount id ${stat.mountId}): not followed`);
+        if (filesystem === 'proc')
           refuse(
             `${shown([...stack, { name }])} is a symlink on /proc (a magic link such as /proc/PID/root or /proc/PID/fd/N leads into another mount namespace, whose paths prove nothing here): not followed; name a process's root as /proc/PID/root/... with a rule that has "processRoot"`,
           );
@@ -263,6 +279,9 @@ function checkObject(root: ResolutionRoot, fd: number, objectPath: string, stat:
   const shown = describeLocation(objectPath, root.process);
   let problem: string | undefined;
   if (stat.nlink === 0) problem = `${shown} is deleted (unlinked after it was opened)`;
+  // A socket has one name. A hard link would give another's listener an
+  // allowed name (fs.protected_hardlinks=0 lets anyone make one).
+  else if (stat.type === S_IFSOCK && stat.nlink !== 1) problem = `${shown} has ${stat.nlink} hard links: a socket reached through a second name is not served`;
   else if (!root.mounts.has(stat.mountId))
     problem =
       root.process === undefined
