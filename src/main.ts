@@ -124,7 +124,7 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
     installSeccompFilter(filter);
     checkSignals();
     run.phase = 'serve';
-    serve(connection.sock, rule.limits, connectedMs, (summary) => {
+    await serve(connection.sock, rule.limits, connectedMs, (summary) => {
       run.requests += summary.requests;
       run.sockets += summary.sockets;
       const durationMs = milliseconds(summary.nanoseconds);
