@@ -12,6 +12,14 @@ const RETRY_LATER = new Set([constants.errno.EAGAIN, constants.errno.EWOULDBLOCK
 
 export class NonBlockingWriter {
   #pending: Buffer = Buffer.alloc(0);
+  /**
+   * Where each line is encoded, reused: Buffer.from() per line took a slice
+   * of Node's shared 8 KiB pool, and a pool that outlived two scavenges was
+   * promoted with its memory outside the heap, freed only by a major GC. With
+   * a line per request when passt alternates commands, that was the growth of
+   * issue 13.
+   */
+  #scratch: Buffer = Buffer.allocUnsafeSlow(4096);
   #dropped = 0;
   /** Why writing failed for good (not for want of room), an errno: the reader is gone, a file-size limit, ... */
   #failure: number | undefined;
@@ -34,15 +42,19 @@ export class NonBlockingWriter {
       this.#dropped++;
       return false;
     }
-    const bytes = Buffer.from(line);
+    const length = Buffer.byteLength(line);
+    if (length > this.#scratch.length) this.#scratch = Buffer.allocUnsafeSlow(length);
+    this.#scratch.write(line, 0, length);
+    const bytes = this.#scratch.subarray(0, length);
     const written = this.#writeSome(bytes);
     if (written === undefined) {
       this.#dropped++;
       return false;
     }
     // A reader that took part of the line gets the rest before any other
-    // line: lines are never cut or interleaved, only dropped whole.
-    if (written < bytes.length) this.#pending = bytes.subarray(written);
+    // line: lines are never cut or interleaved, only dropped whole. A copy:
+    // the scratch buffer is reused by the next line.
+    if (written < bytes.length) this.#pending = Buffer.from(bytes.subarray(written));
     return true;
   }
 
