@@ -66,15 +66,23 @@ bool WaitFor(int fd, short events, int timeout_ms) {
   return r > 0;
 }
 
+// The address of `path`, or false when it does not fit in sun_path.
+bool UnixAddress(const std::string &path, struct sockaddr_un *address) {
+  *address = {};
+  address->sun_family = AF_UNIX;
+  if (path.size() >= sizeof(address->sun_path)) return false;
+  memcpy(address->sun_path, path.c_str(), path.size() + 1);
+  return true;
+}
+
 // bindUnix(path): a bound AF_UNIX stream socket that does not listen yet:
 // connecting to it is refused, as between passt's bind() and listen().
+
 Napi::Value BindUnix(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   std::string path = info[0].As<Napi::String>();
-  struct sockaddr_un address = {};
-  address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(address.sun_path)) return Fail(env, "path too long for sun_path", ENAMETOOLONG);
-  memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  struct sockaddr_un address;
+  if (!UnixAddress(path, &address)) return Fail(env, "path too long for sun_path", ENAMETOOLONG);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Fail(env, "socket", errno);
   if (bind(fd, reinterpret_cast<sockaddr *>(&address), sizeof(address)) < 0) {
@@ -119,10 +127,8 @@ Napi::Value RenameExchange(const Napi::CallbackInfo &info) {
 Napi::Value FillBacklog(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   std::string path = info[0].As<Napi::String>();
-  struct sockaddr_un address = {};
-  address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(address.sun_path)) return Fail(env, "path too long for sun_path", ENAMETOOLONG);
-  memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  struct sockaddr_un address;
+  if (!UnixAddress(path, &address)) return Fail(env, "path too long for sun_path", ENAMETOOLONG);
   Napi::Array fds = Napi::Array::New(env);
   for (uint32_t count = 0; count < 64; count++) {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
