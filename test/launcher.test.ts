@@ -6,10 +6,9 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { acceptHelper, HELPER, passt, ROOT, startHelper } from './passt-double/passt-double';
+import { acceptHelper, HELPER, passt, ROOT, startHelper, LAUNCHER } from './passt-double/passt-double';
 import { TEST_POLICY, temporaryDirectory } from './lib';
 
-const LAUNCHER = path.join(ROOT, 'build/Release/passt_repair_launcher');
 const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 function run(command: string, args: string[], env: NodeJS.ProcessEnv = { PATH: process.env.PATH }) {

