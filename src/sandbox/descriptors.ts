@@ -27,19 +27,23 @@ function isRuntimeDescriptor(target: string): boolean {
   return RUNTIME_KINDS.has(target) || /^pipe:\[\d+\]$/.test(target);
 }
 
+/** Every descriptor this process holds, in order, with what /proc/self/fd says it points to. */
+export function openDescriptors(): Map<number, string> {
+  const held = new Map<number, string>();
+  for (const fd of fs.readdirSync('/proc/self/fd').map(Number).sort((a, b) => a - b)) {
+    try {
+      held.set(fd, fs.readlinkSync(`/proc/self/fd/${fd}`));
+    } catch {
+      // the directory's own descriptor, closed once listed
+    }
+  }
+  return held;
+}
+
 /** Fails closed when a descriptor above standard error is not the runtime's own: it came from the caller. */
 export function assertNoInheritedDescriptors(): void {
   const leaked: string[] = [];
-  for (const fd of fs.readdirSync('/proc/self/fd').map(Number).sort((a, b) => a - b)) {
-    if (fd <= STDERR) continue;
-    let target: string;
-    try {
-      target = fs.readlinkSync(`/proc/self/fd/${fd}`);
-    } catch {
-      continue; // the directory's own descriptor, closed once listed
-    }
-    if (!isRuntimeDescriptor(target)) leaked.push(`${fd} (${target})`);
-  }
+  for (const [fd, target] of openDescriptors()) if (fd > STDERR && !isRuntimeDescriptor(target)) leaked.push(`${fd} (${target})`);
   if (leaked.length > 0)
     throw new HelperError(
       `descriptor${leaked.length > 1 ? 's' : ''} ${leaked.join(', ')} left open by the caller; refusing to run with them: start the helper through bin/passt-repair, which closes them`,

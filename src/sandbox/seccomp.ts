@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { native } from '../addon';
 import { HelperError, isNativeFailure, systemMessage } from '../errors';
 import type { PreparedSeccompFilter, SeccompRule } from '../native.d';
+import { openDescriptors } from './descriptors';
 import type { SandboxSettings } from './settings';
 
 /** seccomp/: the filters' data, one system call a line (seccomp/README.md). */
@@ -161,18 +162,9 @@ export function loadForwarderExecDenyList(): PolicyRule[] {
  * libuv from creating any (native/launcher.c).
  */
 export function assertNoIoUring(): void {
-  for (const entry of fs.readdirSync('/proc/self/fd')) {
-    let target: string;
-    try {
-      target = fs.readlinkSync(`/proc/self/fd/${entry}`);
-    } catch {
-      continue; // the directory's own descriptor, closed once listed
-    }
+  for (const [fd, target] of openDescriptors())
     if (target === 'anon_inode:[io_uring]')
-      throw new HelperError(
-        `descriptor ${entry} is an io_uring instance, which seccomp cannot filter; start the helper through bin/passt-repair`,
-      );
-  }
+      throw new HelperError(`descriptor ${fd} is an io_uring instance, which seccomp cannot filter; start the helper through bin/passt-repair`);
 }
 
 /** Puts a failure of native.prepareSeccompFilter or loadSeccompFilter into words, naming the file and line of the rule at fault. */
