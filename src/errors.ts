@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // Exit codes, and the one place where failures are put into words.
 import { getSystemErrorMessage } from 'node:util';
-import { commandsInMask } from './limits';
 import type { NativeFailure } from './native.d';
+import { COMMAND_VALUES, commandsInMask } from './limits';
 
 export const enum ExitCode {
   /** passt closed the connection: the work is done. */
@@ -81,14 +81,11 @@ export function systemMessage(errno: number | undefined): string {
   return errno === undefined ? 'unknown error' : getSystemErrorMessage(-errno);
 }
 
-const COMMAND_NAMES: Record<number, string> = {
-  1: 'TCP_REPAIR_ON',
-  0: 'TCP_REPAIR_OFF',
-  [-1]: 'TCP_REPAIR_OFF_NO_WP',
-};
+/** The commands' names by value: the one list is limits.ts's COMMAND_VALUES. */
+const COMMAND_NAMES = new Map<number, string>(Object.entries(COMMAND_VALUES).map(([name, value]) => [value, name]));
 
 export function commandName(command: number): string {
-  return COMMAND_NAMES[command] ?? `unknown command ${command}`;
+  return COMMAND_NAMES.get(command) ?? `unknown command ${command}`;
 }
 
 // include/net/tcp_states.h
