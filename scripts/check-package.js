@@ -14,7 +14,9 @@
 //   binding.gyp and native/launcher.c;
 // - src/policy/validate.generated.ts is newer than the schema it is
 //   generated from, and each src/**/*.ts has its dist/src/**/*.js, newer
-//   (a dist/src/**/*.js whose source is gone only gets a warning).
+//   (a dist/src/**/*.js whose source is gone only gets a warning);
+// - the start-up snapshot (dist/snapshot/) is one the launcher would use:
+//   built from dist/src as it is (scripts/build-snapshot.js, staleSnapshot).
 // Exit status: 0 ready to pack, 1 not.
 'use strict';
 const fs = require('node:fs');
@@ -100,6 +102,10 @@ if (!stat('dist/src/main.js')) problems.push('dist/src/main.js is missing');
 const orphans = listFiles('dist/src', (file) => file.endsWith('.js') && !stat(file.replace(/^dist\//, '').replace(/\.js$/, '.ts')));
 if (orphans.length > 0)
   process.stderr.write(`passt-repair: warning: packing compiled files without a source (remove dist/ and run "npm run build" to drop them): ${orphans.join(', ')}\n`);
+
+// The start-up snapshot: a stale one would ship unused, and the helper start slower.
+const staleSnapshot = require('./build-snapshot.js').staleSnapshot();
+if (staleSnapshot !== undefined) problems.push(`the start-up snapshot is not current: ${staleSnapshot}`);
 
 if (problems.length > 0) {
   process.stderr.write(

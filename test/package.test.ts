@@ -118,6 +118,8 @@ t.test('npm pack: the prebuilt artifacts and what runs are in, test-only and bui
     ...SHIPPED_BUILD,
     'package/dist/src/main.js',
     'package/dist/src/addon.js',
+    'package/dist/snapshot/passt-repair.blob',
+    'package/dist/snapshot/sources',
     'package/bin/passt-repair-install-policy',
     'package/policy/policy.schema.json',
     'package/policy/examples/libvirt-system.json',
@@ -173,13 +175,14 @@ t.test('npm pack refuses when the build is missing or stale', async (t) => {
   const bare = temporaryDirectory();
   fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(bare, 'package.json'));
   fs.mkdirSync(path.join(bare, 'scripts'));
-  fs.copyFileSync(path.join(ROOT, 'scripts/check-package.js'), path.join(bare, 'scripts/check-package.js'));
+  for (const script of ['scripts/check-package.js', 'scripts/build-snapshot.js']) fs.copyFileSync(path.join(ROOT, script), path.join(bare, script));
   const destination = temporaryDirectory();
   const pack = run('npm', ['pack', '--pack-destination', destination], { cwd: bare });
   t.not(pack.status, 0, 'npm pack fails');
   t.match(pack.stderr, /not packing/);
   t.match(pack.stderr, /build\/Release\/passt_repair\.node is missing/);
   t.match(pack.stderr, /dist\/src\/main\.js is missing/);
+  t.match(pack.stderr, /the start-up snapshot is not current: dist\/snapshot\/sources is missing/);
   t.match(pack.stderr, /npm run build/);
   t.same(fs.readdirSync(destination), [], 'no tarball written');
 
@@ -191,7 +194,7 @@ t.test('npm pack refuses when the build is missing or stale', async (t) => {
   };
   write('package.json', JSON.stringify({ name: 'x', version: '1.0.0', files: ['bin/', 'build/Release/passt_repair.node', 'build/Release/passt_repair_launcher', 'dist/src/'], bin: { x: 'bin/x' } }));
   write('binding.gyp', JSON.stringify({ targets: [{ target_name: 'passt_repair', sources: ['native/addon.cc'] }, { target_name: 'passt_repair_launcher', sources: ['native/launcher.c'] }] }));
-  write('scripts/check-package.js', fs.readFileSync(path.join(ROOT, 'scripts/check-package.js'), 'utf8'));
+  for (const script of ['scripts/check-package.js', 'scripts/build-snapshot.js']) write(script, fs.readFileSync(path.join(ROOT, script), 'utf8'));
   for (const source of ['native/addon.cc', 'native/errors.h', 'native/launcher.c', 'src/main.ts', 'src/types.d.ts', 'policy/policy.schema.json', 'scripts/generate-policy-validator.js'])
     write(source);
   write('bin/x', '#!/bin/sh\n', 0o755);
@@ -200,6 +203,9 @@ t.test('npm pack refuses when the build is missing or stale', async (t) => {
   write('src/policy/validate.generated.ts');
   write('dist/src/main.js');
   write('dist/src/policy/validate.generated.js');
+  // A snapshot "built" from the empty main.js: 64-bit FNV-1a of no bytes is its offset basis.
+  write('dist/snapshot/passt-repair.blob', 'blob');
+  write('dist/snapshot/sources', '4\ncbf29ce484222325 dist/src/main.js\n');
   const at = (file: string, seconds: number) => fs.utimesSync(path.join(tree, file), seconds, seconds);
   const sources = ['binding.gyp', 'native/addon.cc', 'native/errors.h', 'native/launcher.c', 'src/main.ts', 'policy/policy.schema.json', 'scripts/generate-policy-validator.js'];
   for (const source of sources) at(source, 1_000_000);
@@ -221,6 +227,13 @@ t.test('npm pack refuses when the build is missing or stale', async (t) => {
     t.match(result.stderr, complaint);
     at(source, 1_000_000);
   }
+  fs.writeFileSync(path.join(tree, 'dist/src/main.js'), ' ');
+  t.match(check().stderr, 'the start-up snapshot is not current: dist/src/main.js changed since the snapshot was built', 'main.js changed after the snapshot: refused');
+  fs.writeFileSync(path.join(tree, 'dist/src/main.js'), '');
+  at('dist/src/main.js', 2_000_000);
+  fs.writeFileSync(path.join(tree, 'dist/snapshot/passt-repair.blob'), 'blo');
+  t.match(check().stderr, 'the start-up snapshot is not current: dist/snapshot/passt-repair.blob is not the size dist/snapshot/sources records');
+  fs.writeFileSync(path.join(tree, 'dist/snapshot/passt-repair.blob'), 'blob');
   fs.chmodSync(path.join(tree, 'build/Release/passt_repair_launcher'), 0o644);
   t.match(check().stderr, 'build/Release/passt_repair_launcher is not executable');
   fs.chmodSync(path.join(tree, 'build/Release/passt_repair_launcher'), 0o755);
@@ -276,6 +289,11 @@ t.test('installed into a project with no compiler reachable: nothing builds, the
   } finally {
     fs.closeSync(listener);
   }
+  // Built in the checkout, used where npm installed it: every path the
+  // helper computes is the installation's (the Sentry check below too).
+  const cmdline = fs.readFileSync(`/proc/${helper.child.pid}/cmdline`, 'utf8').split('\0');
+  const blob = cmdline.indexOf('--snapshot-blob');
+  t.same(cmdline.slice(blob, blob + 3), ['--snapshot-blob', path.join(installed, 'dist/snapshot/passt-repair.blob'), path.join(installed, 'dist/src/main.js')], 'the installed helper starts from the shipped start-up snapshot');
   for (const command of [TCP_REPAIR_ON, TCP_REPAIR_OFF]) {
     passt.sendRequest(sock, Buffer.from([command & 0xff]), loopback.fds);
     t.equal(await awaitReply(sock), command, `the installed helper confirms ${command === TCP_REPAIR_ON ? 'TCP_REPAIR_ON' : 'TCP_REPAIR_OFF'}`);

