@@ -169,6 +169,11 @@ function run(file, module) {
 }
 
 for (const file of RUNS_AT_BUILD) load(file);
+// Node.js creates process.stderr on first use, loading the stream modules
+// for what descriptor 2 is (a pipe or socket, a terminal); the helper
+// creates it before connecting (prepareSeccompFilter). Compiled here, once.
+builtin('node:net');
+builtin('node:tty');
 
 startupSnapshot.setDeserializeMainFunction(() => {
   // The launcher passes the installed dist/src/main.js as argv[1].
