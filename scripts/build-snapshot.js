@@ -170,10 +170,10 @@ function run(file, module) {
 
 for (const file of RUNS_AT_BUILD) load(file);
 // Node.js creates process.stderr on first use, loading the stream modules
-// for what descriptor 2 is (a pipe or socket, a terminal); the helper
-// creates it before connecting (prepareSeccompFilter). Compiled here, once.
+// (node:net for a pipe or a socket, what a helper's standard error is);
+// the helper creates it before connecting (prepareSeccompFilter).
+// Compiled here, once.
 builtin('node:net');
-builtin('node:tty');
 
 startupSnapshot.setDeserializeMainFunction(() => {
   // The launcher passes the installed dist/src/main.js as argv[1].
@@ -251,13 +251,19 @@ function build() {
   const entry = path.join(ROOT, ENTRY);
   fs.writeFileSync(entry, entryScript(collected), { mode: 0o644 });
   const blob = path.join(ROOT, BLOB);
+  // Without the code cache of the built-in modules the snapshot does not
+  // hold: the helper loads none of them once started, and that cache was
+  // most of the blob (7.4 MB, against 3), read whole at every start.
+  const config = path.join(directory, 'config.json');
+  fs.writeFileSync(config, JSON.stringify({ builder: entry, withoutCodeCache: true }));
   // A clean environment: no NODE_OPTIONS of the caller's in the snapshot.
-  const run = spawnSync(path.join(ROOT, RUNTIME), ['--snapshot-blob', blob, '--build-snapshot', entry], {
+  const run = spawnSync(path.join(ROOT, RUNTIME), ['--snapshot-blob', blob, '--build-snapshot-config', config], {
     cwd: directory,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     encoding: 'utf8',
   });
-  if (run.status !== 0) throw new Error(`building the snapshot failed (${run.signal ?? `exit ${run.status}`}):\n${run.stderr}`);
+  fs.rmSync(config);
+  if (run.status !== 0 || run.stderr !== '') throw new Error(`building the snapshot failed (${run.signal ?? `exit ${run.status}`}):\n${run.stderr}`);
   fs.chmodSync(blob, 0o644);
   fs.writeFileSync(path.join(ROOT, SOURCES), sourcesText([...collected.modules.keys()], fs.statSync(blob).size), { mode: 0o644 });
   const atBuild = collected.runsAtBuild.length;
