@@ -7,16 +7,17 @@ import { closest } from './closest';
 import { UsageError } from './errors';
 import { DEFAULT_POLICY_FILE, type LogFormat } from './policy';
 
-/** Where the helper is installed: dist/src/cli.js is two levels below it. */
-const INSTALLED = path.resolve(__dirname, '../..');
-
 /**
  * --help, with the paths of this installation. The manual is a file beside
  * the package in an npm install; a Debian package has it only under
  * /usr/share/man, where "man passt-repair" finds it.
  */
 export function usage(): string {
-  const page = path.join(INSTALLED, 'passt-repair.1');
+  // Where the helper is installed: dist/src/cli.js is two levels below it.
+  // Computed here, not when the module loads: the start-up snapshot loads
+  // it at build time (scripts/build-snapshot.js), elsewhere.
+  const installed = path.resolve(__dirname, '../..');
+  const page = path.join(installed, 'passt-repair.1');
   const manual = fs.existsSync(page) ? `man ${page}` : 'man passt-repair';
   return `Usage: passt-repair [OPTIONS] PATH
        passt-repair [--policy FILE] --explain PATH
@@ -53,8 +54,8 @@ SIGINT (130) or SIGTERM (143), after the request in hand.
 
 Installed files:
   the manual         ${manual}
-  the policy schema  ${path.join(INSTALLED, 'policy/policy.schema.json')}
-  example policies   ${path.join(INSTALLED, 'policy/examples')}/
+  the policy schema  ${path.join(installed, 'policy/policy.schema.json')}
+  example policies   ${path.join(installed, 'policy/examples')}/
 `;
 }
 
