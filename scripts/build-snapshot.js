@@ -17,9 +17,10 @@
 // through require("./...")) are written into one script, each in a function
 // of its own, with a loader of its own (LOADER below). While the snapshot
 // is built, that script runs each module's top-level statements, except
-// for modules whose top level needs the installation: one that names
-// __dirname or __filename there (a path computed then would be the build
-// tree's), one that loads a native addon (addons cannot be in a snapshot),
+// for modules whose top level needs the installation or the process: one
+// that names __dirname or __filename there (a path computed then would be
+// the build tree's) or process (its environment, arguments or ids would be
+// the build's), one that loads a native addon (addons cannot be in a snapshot),
 // main.js itself (it serves), and any module that needs one of them at its
 // top level. Those run when the snapshot is deserialised, in the installed
 // package: the addon first, then main.js. A module's __dirname and
@@ -108,7 +109,7 @@ function collectModules() {
       dependencies: Object.values(links),
       topLevelDependencies: found.topLevel.map((s) => bundledPath(file, s)).filter((d) => d !== undefined),
       native: found.topLevel.some((s) => s.endsWith('.node')),
-      needsInstallation: file === MAIN || topLevelLines.some((line) => /\b__(dirname|filename)\b/.test(line)),
+      needsInstallation: file === MAIN || topLevelLines.some((line) => /\b__(dirname|filename)\b|\bprocess\./.test(line)),
     };
     modules.set(file, module);
     for (const dependency of module.dependencies) visit(dependency);
