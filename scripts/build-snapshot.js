@@ -96,7 +96,8 @@ function collectModules() {
     if (modules.has(file)) return;
     const source = fs.readFileSync(path.join(ROOT, file), 'utf8');
     const found = requires(source);
-    const topLevelLines = source.split('\n').filter((line) => !/^\s/.test(line));
+    // Comment lines aside (a doc comment starts at column 0 too).
+    const topLevelLines = source.split('\n').filter((line) => !/^(\s|\/\/|\/\*)/.test(line));
     const links = Object.fromEntries(found.all.flatMap((specifier) => {
       const target = bundledPath(file, specifier);
       return target === undefined ? [] : [[specifier, target]];
