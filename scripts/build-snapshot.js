@@ -221,6 +221,23 @@ startupSnapshot.setDeserializeMainFunction(() => {
 });
 `;
 
+/**
+ * `source` with every character beyond ASCII written as a \u escape. V8
+ * keeps a script's source in the heap (and so in the snapshot, which the
+ * runtime keeps in memory too) as one byte a character only when every
+ * character fits: one ellipsis in a message made the whole bundle take
+ * twice the memory. The escape means the same character in a string, a
+ * template, a regular expression or an identifier, and is inert in a
+ * comment; only a String.raw template would keep it as written, so a
+ * module with such a character on a line that has one is refused.
+ */
+function asciiSource(file, source) {
+  for (const line of source.split('\n'))
+    if (/[^\x00-\x7f]/.test(line) && line.includes('String.raw'))
+      throw new Error(`${file}: a character beyond ASCII on a line with String.raw, which an escape would change: "${line.trim()}"`);
+  return source.replace(/[^\x00-\x7f]/g, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** The snapshot's entry script: the bundled modules and the loader. */
 function entryScript({ modules, runsAtBuild }) {
   const definitions = [];
@@ -232,7 +249,7 @@ function entryScript({ modules, runsAtBuild }) {
     definitions.push(
       `${JSON.stringify(file)}: (() => { let __filename, __dirname; ` +
         `locators[${JSON.stringify(file)}] = (filename) => { __filename = filename; __dirname = filename.slice(0, filename.lastIndexOf('/')); }; ` +
-        `return function (exports, require, module) {\n${module.source}\n}; })(),`,
+        `return function (exports, require, module) {\n${asciiSource(file, module.source)}\n}; })(),`,
     );
   }
   const native = [...modules].filter(([, module]) => module.native).map(([file]) => file);
@@ -304,7 +321,7 @@ function build() {
   process.stdout.write(`${BLOB}: ${collected.modules.size} modules, ${atBuild} loaded at build time\n`);
 }
 
-module.exports = { staleSnapshot, BLOB, SOURCES };
+module.exports = { staleSnapshot, asciiSource, BLOB, SOURCES };
 
 if (require.main === module) {
   try {

@@ -144,3 +144,19 @@ t.test("the launcher's runtime flags hold for code started from a snapshot", asy
   const bare = spawnSync(NODE, ['--snapshot-blob', blob], { encoding: 'utf8', env: {} });
   t.equal(bare.stdout, 'eval ran\nFunction ran\nSIGUSR1 caught\n', 'without them: the control');
 });
+
+t.test('the bundled source is ASCII (one byte a character in memory), and means what the module means', async (t) => {
+  const { asciiSource } = require(path.join(ROOT, 'scripts/build-snapshot.js')) as { asciiSource: (file: string, source: string) => string };
+  t.notMatch(fs.readFileSync(path.join(ROOT, 'dist/snapshot/entry.js'), 'latin1'), /[^\x00-\x7f]/, 'dist/snapshot/entry.js is ASCII');
+  // A message, a regular expression and a comment beyond ASCII: the same values escaped.
+  const module = "// 1 × 2\nexports.cut = `${'abc'}\u2026`;\nexports.micro = /µs$/.test('12 µs');\nexports.name = 'é';\n";
+  const evaluate = (source: string) => {
+    const exports: Record<string, unknown> = {};
+    new Function('exports', source)(exports);
+    return exports;
+  };
+  const escaped = asciiSource('m.js', module);
+  t.notMatch(escaped, /[^\x00-\x7f]/);
+  t.same(evaluate(escaped), evaluate(module), 'the escaped module exports the same values');
+  t.throws(() => asciiSource('raw.js', 'const s = String.raw`\u2026`;\n'), /raw\.js: a character beyond ASCII on a line with String\.raw/, 'String.raw keeps an escape as written: refused');
+});
