@@ -57,6 +57,26 @@ export interface CredentialChange {
   ids: { uid: number; gid: number; groups: number[] } | null;
 }
 
+/** One thread's credentials (native/capabilities.cc, readOwnCredentials). */
+export interface OwnCredentials {
+  effective: bigint;
+  permitted: bigint;
+  inheritable: bigint;
+  bounding: bigint;
+  ambient: bigint;
+  /** Real, effective, saved, filesystem. */
+  uids: number[];
+  gids: number[];
+  groups: number[];
+  noNewPrivs: number;
+}
+
+/** A thread held by its /proc/self/task/TID directory (native/capabilities.cc, holdThreads). */
+export interface HeldThread {
+  tid: number;
+  fd: number;
+}
+
 /** statx(2) of an object held open (native/resolve.cc). */
 export interface ObjectStat {
   /** st_mode & S_IFMT. */
@@ -133,13 +153,39 @@ export interface Native {
    */
   peerCredentials(sock: number): PeerCredentials;
   /**
-   * Applies `change` to every thread of the process (a real-time signal to
-   * each thread in /proc/self/task, until none is left unreached), sets
-   * NO_NEW_PRIVS on each and makes the process not dumpable. Throws if any
-   * thread fails, cannot be signalled (SIGNAL_FAILED, with tgkill's errno
-   * and the thread's `tid`) or does not answer. Returns how many threads it reached.
+   * Applies `own` to the calling thread and `others` to every other thread
+   * of the process (a real-time signal to each thread in /proc/self/task,
+   * until none is left unreached), sets NO_NEW_PRIVS on each and makes the
+   * process not dumpable. Throws if any thread fails (CREDENTIALS_FAILED,
+   * with the `step`), cannot be signalled (SIGNAL_FAILED, with tgkill's
+   * errno and the thread's `tid`) or does not answer. Returns how many
+   * threads it reached.
    */
-  applyCredentials(change: CredentialChange): number;
+  applyCredentials(own: CredentialChange, others: CredentialChange): number;
+  /**
+   * Applies `change` to the calling thread alone (raw system calls, no
+   * signal), sets its NO_NEW_PRIVS and makes the process not dumpable.
+   * Throws CREDENTIALS_FAILED (with the `step`) or NOT_DUMPABLE_FAILED.
+   */
+  applyToCallingThread(change: CredentialChange): void;
+  /**
+   * The calling thread's credentials, read with system calls (capget,
+   * PR_CAPBSET_READ and PR_CAP_AMBIENT_IS_SET for capabilities 0 to
+   * `lastCapability`, getresuid, getresgid, the filesystem ids, getgroups,
+   * PR_GET_NO_NEW_PRIVS). Throws READ_CREDENTIALS_FAILED.
+   */
+  readOwnCredentials(lastCapability: number): OwnCredentials;
+  /**
+   * Every thread of the process, each held by an O_PATH descriptor of its
+   * /proc/self/task/TID (the caller closes them). Throws HOLD_THREAD_FAILED.
+   */
+  holdThreads(): HeldThread[];
+  /**
+   * The threads of the process now that are not among `held`: another id,
+   * or the id of a held thread that has exited (another thread took it).
+   * Throws LIST_THREADS_FAILED.
+   */
+  threadsNotHeld(held: readonly HeldThread[]): number[];
   /**
    * Builds the seccomp filter from `rules` (default action: kill the
    * process, log in "log" mode, allow in "allow" mode, where every rule
