@@ -198,8 +198,10 @@ export interface Native {
   prepareSeccompFilter(rules: readonly SeccompRule[], mode: 'kill' | 'log' | 'allow'): PreparedSeccompFilter;
   /**
    * Installs a prepared filter on every thread at once (seccomp(2) with
-   * TSYNC, after PR_SET_NO_NEW_PRIVS). Throws SECCOMP_LOAD_FAILED (with
-   * `thread` when one could not take it) or SECCOMP_ALREADY_LOADED.
+   * TSYNC, after PR_SET_NO_NEW_PRIVS), unless the process holds an io_uring
+   * instance (IO_URING_OPEN, with its `fd`; /proc/self/fd listed first).
+   * Throws SECCOMP_LOAD_FAILED (with `thread` when one could not take it),
+   * SECCOMP_ALREADY_LOADED or LIST_DESCRIPTORS_FAILED.
    */
   loadSeccompFilter(filter: PreparedSeccompFilter): void;
   /**

@@ -9,7 +9,6 @@ import * as path from 'node:path';
 import { native } from '../addon';
 import { HelperError, isNativeFailure, systemMessage } from '../errors';
 import type { PreparedSeccompFilter, SeccompRule } from '../native.d';
-import { openDescriptors } from './descriptors';
 import type { SandboxSettings } from './settings';
 
 /** seccomp/: the filters' data, one system call a line (seccomp/README.md). */
@@ -156,17 +155,6 @@ export function loadForwarderExecDenyList(): PolicyRule[] {
   return loadSeccompPolicy('forwarder-exec', 'denylist');
 }
 
-/**
- * Fails closed if the runtime holds an io_uring instance: operations
- * submitted through one bypass seccomp. bin/passt-repair's launcher keeps
- * libuv from creating any (native/launcher.c).
- */
-export function assertNoIoUring(): void {
-  for (const [fd, target] of openDescriptors())
-    if (target === 'anon_inode:[io_uring]')
-      throw new HelperError(`descriptor ${fd} is an io_uring instance, which seccomp cannot filter; start the helper through bin/passt-repair`);
-}
-
 /** Puts a failure of native.prepareSeccompFilter or loadSeccompFilter into words, naming the file and line of the rule at fault. */
 function filterFailure(error: unknown, rules: readonly SeccompRule[], fallbackFile: string): unknown {
   if (!isNativeFailure(error)) return error;
@@ -174,6 +162,8 @@ function filterFailure(error: unknown, rules: readonly SeccompRule[], fallbackFi
   const where = `${rule?.file ?? fallbackFile}:${error.line as number}`;
   if (error.code === 'UNKNOWN_SYSCALL') return new HelperError(`${where}: this platform has no system call "${error.syscall as string}"`);
   if (error.code === 'ALLOW_RULE_IN_DENY_LIST') return new HelperError(`${where}: a deny list only denies`);
+  if (error.code === 'IO_URING_OPEN')
+    return new HelperError(`descriptor ${error.fd as number} is an io_uring instance, which seccomp cannot filter; start the helper through bin/passt-repair`);
   if (error.line !== undefined) return new HelperError(`${where}: cannot add "${error.syscall as string}" to the seccomp filter (${error.code}): ${systemMessage(error.errno)}`);
   return new HelperError(`cannot install the seccomp filter (${error.code}): ${systemMessage(error.errno)}`);
 }
@@ -195,9 +185,14 @@ export function prepareSeccompFilter(settings: SandboxSettings, rules: readonly 
   }
 }
 
-/** Gate 3, after the peer check: the prepared filter loaded on every thread. After it, any call not in the allowlist ends the process (or, in log mode, is logged by the kernel). */
+/**
+ * Gate 3, after the peer check: the prepared filter loaded on every thread,
+ * refused while the runtime holds an io_uring instance (operations
+ * submitted through one bypass seccomp; bin/passt-repair's launcher keeps
+ * libuv from creating any, native/launcher.c). After it, any call not in
+ * the allowlist ends the process (or, in log mode, is logged by the kernel).
+ */
 export function installSeccompFilter(filter: PreparedSeccompFilter): void {
-  assertNoIoUring();
   try {
     native.loadSeccompFilter(filter);
   } catch (error) {
@@ -212,7 +207,6 @@ export function installSeccompFilter(filter: PreparedSeccompFilter): void {
  * io_uring can create and connect sockets without a system call.
  */
 export function installDenyList(rules: readonly SeccompRule[]): void {
-  assertNoIoUring();
   try {
     native.loadSeccompFilter(native.prepareSeccompFilter(rules, 'allow'));
   } catch (error) {
