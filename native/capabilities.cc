@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "errors.h"
@@ -442,10 +443,28 @@ Napi::Value ReadOwnCredentials(const Napi::CallbackInfo &info) {
   return result;
 }
 
-// holdThreads(): see src/native.d.ts. openat(2) O_PATH of
-// /proc/self/task/TID for every thread listed: once that thread exits,
-// lookups beneath the descriptor fail, whatever thread takes its id later.
-// On a failure every descriptor opened here is closed.
+// The whole text of "status" beneath the held /proc/self/task/TID `dir_fd`
+// (openat(2), read(2), close(2)); false if it cannot be read: the thread has
+// exited.
+bool ReadStatus(int dir_fd, std::string *text) {
+  const int fd = openat(dir_fd, "status", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof(buffer))) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    text->append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  return n == 0;
+}
+
+// holdThreads(): see src/native.d.ts. open(2) O_PATH of /proc/self/task/TID
+// for every thread listed: once that thread exits, lookups beneath the
+// descriptor fail, whatever thread takes its id later. Its status is read
+// through that descriptor, so it is the held thread's. On a failure every
+// descriptor opened here is closed.
 Napi::Value HoldThreads(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Napi::Array held = Napi::Array::New(env);
@@ -465,6 +484,8 @@ Napi::Value HoldThreads(const Napi::CallbackInfo &info) {
     Napi::Object thread = Napi::Object::New(env);
     thread.Set("tid", tid);
     thread.Set("fd", fd);
+    std::string status;
+    if (ReadStatus(fd, &status)) thread.Set("status", status);
     held.Set(held.Length(), thread);
   }
   if (opened.empty()) {

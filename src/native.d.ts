@@ -24,7 +24,10 @@ export interface PeerCredentials {
   pid: number;
   uid: number;
   gid: number;
-  pidfd: number;
+  /** The target of /proc/PID/exe, when it could be read. */
+  exe?: string;
+  /** Whether the very process that listened still runs (SO_PEERPIDFD); absent on kernels older than 6.5. */
+  alive?: boolean;
 }
 
 /** A generated seccomp program, opaque to JavaScript (native/seccomp.cc). */
@@ -75,6 +78,8 @@ export interface OwnCredentials {
 export interface HeldThread {
   tid: number;
   fd: number;
+  /** Its status, read through `fd`; absent if it exited before it could be read. */
+  status?: string;
 }
 
 /** statx(2) of an object held open (native/resolve.cc). */
@@ -148,8 +153,9 @@ export interface Native {
   pendingSignal(): number;
   /**
    * SO_PEERCRED of the connected socket `sock`: passt's pid, uid and gid at
-   * listen(). `pidfd` is SO_PEERPIDFD's pidfd for that process (the caller
-   * closes it), or -1 on kernels older than 6.5.
+   * listen(); that pid's executable (read first), then, through
+   * SO_PEERPIDFD's pidfd (closed here), whether that process still runs.
+   * Throws PEERCRED_FAILED or PEERPIDFD_FAILED.
    */
   peerCredentials(sock: number): PeerCredentials;
   /**
@@ -177,7 +183,8 @@ export interface Native {
   readOwnCredentials(lastCapability: number): OwnCredentials;
   /**
    * Every thread of the process, each held by an O_PATH descriptor of its
-   * /proc/self/task/TID (the caller closes them). Throws HOLD_THREAD_FAILED.
+   * /proc/self/task/TID (the caller closes them) and its status read
+   * through it. Throws HOLD_THREAD_FAILED.
    */
   holdThreads(): HeldThread[];
   /**

@@ -207,13 +207,8 @@ export function dropToReachSocket(user: string): Privileges {
     throw credentialsFailure(error);
   }
   try {
-    for (const { tid, fd } of threads) {
-      let status: string;
-      try {
-        status = native.readProcessFile(fd, 'status');
-      } catch {
-        continue; // exited since it was held: no later thread can pass for it
-      }
+    for (const { tid, status } of threads) {
+      if (status === undefined) continue; // exited since it was held: no later thread can pass for it
       if (tid === process.pid) verifyThread(tid, parseStatus(tid, status), reachSocket, true);
       else verifyThread(tid, parseStatus(tid, status), final, false);
     }
