@@ -185,6 +185,7 @@ export function prepareSeccompFilter(settings: SandboxSettings, rules: readonly 
   }
 }
 
+// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
 /**
  * Gate 3, after the peer check: the prepared filter loaded on every thread,
  * refused while the runtime holds an io_uring instance (operations
@@ -192,13 +193,13 @@ export function prepareSeccompFilter(settings: SandboxSettings, rules: readonly 
  * libuv from creating any, native/launcher.c). After it, any call not in
  * the allowlist ends the process (or, in log mode, is logged by the kernel).
  */
-export function installSeccompFilter(filter: PreparedSeccompFilter): void {
+export const installSeccompFilter = (function installSeccompFilter(filter: PreparedSeccompFilter): void {
   try {
     native.loadSeccompFilter(filter);
   } catch (error) {
     throw filterFailure(error, [], ALLOWLIST);
   }
-}
+});
 
 /**
  * A filter for the forwarder: every call allowed but those `rules` deny
