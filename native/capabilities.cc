@@ -128,9 +128,14 @@ void ApplyToThisThread(const CredentialChange &c) {
     return RecordFailure(kSecurebits, errno);
   // prctl(2) PR_CAPBSET_DROP: the bounding set limits what any later execve()
   // could grant. Needs CAP_SETPCAP, so it comes before capset() drops it.
+  // Each drop replaces the thread's credentials (prepare_creds and
+  // commit_creds), even for a capability already out of the set, so only
+  // those PR_CAPBSET_READ finds in it are dropped: after the first step, the
+  // second has six to drop, not forty (passt waits for it).
   if (c.drop_bounding_set)
     for (int cap = 0; cap <= c.last_capability; cap++)
-      if (!(c.keep & (uint64_t{1} << cap)) && syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+      if (!(c.keep & (uint64_t{1} << cap)) && syscall(SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) != 0 &&
+          syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
         return RecordFailure(kBoundingSet, errno);
   if (c.change_ids) {
     // setgroups(2), setresgid(2), setresuid(2): this thread only (the raw
