@@ -19,6 +19,7 @@ Napi::Value ExportDenyList(const Napi::CallbackInfo &info);
 Napi::Value MakeNotDumpable(const Napi::CallbackInfo &info);
 Napi::Value PrepareSeccompFilter(const Napi::CallbackInfo &info);
 Napi::Value LoadSeccompFilter(const Napi::CallbackInfo &info);
+Napi::Value CheckIoUring(const Napi::CallbackInfo &info);
 Napi::Value SetNonBlocking(const Napi::CallbackInfo &info);
 Napi::Value WriteSome(const Napi::CallbackInfo &info);
 Napi::Value MakePipe(const Napi::CallbackInfo &info);
@@ -49,6 +50,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("makeNotDumpable", Napi::Function::New(env, passt_repair::MakeNotDumpable));
   exports.Set("prepareSeccompFilter", Napi::Function::New(env, passt_repair::PrepareSeccompFilter));
   exports.Set("loadSeccompFilter", Napi::Function::New(env, passt_repair::LoadSeccompFilter));
+  exports.Set("checkIoUring", Napi::Function::New(env, passt_repair::CheckIoUring));
   exports.Set("setNonBlocking", Napi::Function::New(env, passt_repair::SetNonBlocking));
   exports.Set("writeSome", Napi::Function::New(env, passt_repair::WriteSome));
   exports.Set("makePipe", Napi::Function::New(env, passt_repair::MakePipe));

@@ -203,7 +203,43 @@ int FindIoUring(int *error) {
   return found;
 }
 
+// Whether io_uring_setup(2) could still create an instance: not when it
+// fails with ENOSYS, which only a seccomp filter (bin/passt-repair's
+// launcher's, native/runtime-sandbox.h, on this process for its whole life)
+// or a kernel without io_uring answers; both last. EPERM
+// (kernel.io_uring_disabled) can change. Entries 0 and no parameters: no
+// instance is ever made by this probe.
+bool IoUringCreatable() {
+  return !(syscall(SYS_io_uring_setup, 0, nullptr) < 0 && errno == ENOSYS);
+}
+
+// Throws IO_URING_OPEN (with `fd`) or LIST_DESCRIPTORS_FAILED; returns
+// whether the process holds no io_uring instance.
+bool NoIoUring(Napi::Env env) {
+  int list_error;
+  const int io_uring = FindIoUring(&list_error);
+  if (list_error != 0) {
+    ThrowFailure(env, "LIST_DESCRIPTORS_FAILED", list_error);
+    return false;
+  }
+  if (io_uring >= 0) {
+    ThrowFailure(env, "IO_URING_OPEN", 0, {{"fd", io_uring}});
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+// checkIoUring(): see src/native.d.ts. The probe first, then the listing:
+// an instance that cannot be created after the probe and is not there at
+// the listing is not there later.
+Napi::Value CheckIoUring(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const bool creatable = IoUringCreatable();
+  if (!NoIoUring(env)) return env.Undefined();
+  return Napi::Boolean::New(env, creatable);
+}
 
 // prepareSeccompFilter(rules, mode): see src/native.d.ts.
 Napi::Value PrepareSeccompFilter(const Napi::CallbackInfo &info) {
@@ -231,7 +267,7 @@ Napi::Value PrepareSeccompFilter(const Napi::CallbackInfo &info) {
   return Napi::External<PreparedFilter>::New(env, prepared, [](Napi::Env, PreparedFilter *done) { delete done; });
 }
 
-// loadSeccompFilter(prepared): see src/native.d.ts.
+// loadSeccompFilter(prepared, checkIoUring): see src/native.d.ts.
 Napi::Value LoadSeccompFilter(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   PreparedFilter *prepared = info[0].As<Napi::External<PreparedFilter>>().Data();
@@ -239,16 +275,9 @@ Napi::Value LoadSeccompFilter(const Napi::CallbackInfo &info) {
     ThrowFailure(env, "SECCOMP_ALREADY_LOADED", 0);
     return env.Undefined();
   }
-  int list_error;
-  const int io_uring = FindIoUring(&list_error);
-  if (list_error != 0) {
-    ThrowFailure(env, "LIST_DESCRIPTORS_FAILED", list_error);
-    return env.Undefined();
-  }
-  if (io_uring >= 0) {
-    ThrowFailure(env, "IO_URING_OPEN", 0, {{"fd", io_uring}});
-    return env.Undefined();
-  }
+  // Listed again unless checkIoUring found, before connecting, that no
+  // instance can appear (the caller says which).
+  if (info[1].As<Napi::Boolean>().Value() && !NoIoUring(env)) return env.Undefined();
   // prctl(2) PR_SET_NO_NEW_PRIVS: required to load a filter without
   // CAP_SYS_ADMIN (gate 2 has set it on every thread already).
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {

@@ -205,12 +205,18 @@ export interface Native {
   prepareSeccompFilter(rules: readonly SeccompRule[], mode: 'kill' | 'log' | 'allow'): PreparedSeccompFilter;
   /**
    * Installs a prepared filter on every thread at once (seccomp(2) with
-   * TSYNC, after PR_SET_NO_NEW_PRIVS), unless the process holds an io_uring
-   * instance (IO_URING_OPEN, with its `fd`; /proc/self/fd listed first).
-   * Throws SECCOMP_LOAD_FAILED (with `thread` when one could not take it),
-   * SECCOMP_ALREADY_LOADED or LIST_DESCRIPTORS_FAILED.
+   * TSYNC, after PR_SET_NO_NEW_PRIVS). With `checkIoUring`, refuses first if
+   * the process holds an io_uring instance (IO_URING_OPEN, with its `fd`;
+   * /proc/self/fd listed). Throws SECCOMP_LOAD_FAILED (with `thread` when
+   * one could not take it), SECCOMP_ALREADY_LOADED or LIST_DESCRIPTORS_FAILED.
    */
-  loadSeccompFilter(filter: PreparedSeccompFilter): void;
+  loadSeccompFilter(filter: PreparedSeccompFilter, checkIoUring: boolean): void;
+  /**
+   * Whether an io_uring instance could still be created (io_uring_setup(2)
+   * fails with anything but ENOSYS), asked first; then throws IO_URING_OPEN
+   * (with its `fd`) if the process holds one, or LIST_DESCRIPTORS_FAILED.
+   */
+  checkIoUring(): boolean;
   /**
    * Builds the deny list `rules` as prepareSeccompFilter does in mode
    * "allow" and writes it to `fd` as a BPF program (struct sock_filter[]),
