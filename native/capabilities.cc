@@ -3,31 +3,45 @@
 //
 // Capabilities, securebits, NO_NEW_PRIVS and (through raw system calls) the
 // uid, gid and groups belong to each thread, not to the process, and Node.js
-// runs several threads before any JavaScript does. So the calling thread
-// applies the change to itself, then sends a real-time signal to every other
-// thread listed in /proc/self/task; each thread's handler applies the same
-// change to itself and acknowledges. The list is read again until a pass
-// finds no thread it has not reached (a thread created meanwhile inherits the
-// old credentials from its creator, so it is reached on the next pass). A
-// thread that does not acknowledge in time makes the whole call fail: the
-// helper then exits rather than run with one privileged thread.
+// runs several threads before any JavaScript does. So the first step
+// (applyCredentials) has the calling thread apply its change to itself, then
+// sends a real-time signal to every other thread listed in /proc/self/task;
+// each thread's handler applies the others' change to itself and
+// acknowledges. The list is read again until a pass finds no thread it has
+// not reached (a thread created meanwhile inherits the old credentials from
+// its creator, so it is reached on the next pass). A thread that does not
+// acknowledge in time makes the whole call fail: the helper then exits
+// rather than run with one privileged thread.
+//
+// The other threads take the final state in that first step; only the
+// calling (main) thread keeps what connecting needs. The second step is
+// then the main thread's alone (applyToCallingThread), with no signal: its
+// result is read back with system calls (readOwnCredentials), and the
+// threads verified after the first step are held (holdThreads) so that
+// threadsNotHeld finds any thread started since, even one that reuses the
+// id of a thread that has exited.
 //
 // What to keep is decided in src/sandbox/capabilities.ts; this file only
 // carries it out.
 #include <dirent.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/futex.h>
 #include <linux/securebits.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "errors.h"
@@ -56,6 +70,7 @@ struct CredentialChange {
   std::vector<gid_t> groups;
 };
 
+// What the signalled threads apply (the calling thread applies its own).
 CredentialChange g_change;
 // The first failure on any thread: which step, and errno.
 std::atomic<int> g_failed_step{0};
@@ -100,8 +115,7 @@ void RecordFailure(int step, int error) {
 // Raw syscall() only: glibc's setresuid() and friends would broadcast to every
 // thread with their own signal from inside this handler, and none of these
 // calls may allocate or take a lock. Async-signal-safe throughout.
-void ApplyToThisThread() {
-  const CredentialChange &c = g_change;
+void ApplyToThisThread(const CredentialChange &c) {
   // prctl(2) PR_SET_SECUREBITS: no capabilities for uid 0 on execve
   // (NOROOT), none lost or gained when the uid changes (NO_SETUID_FIXUP, which
   // lets the uid change below keep CAP_NET_ADMIN), no keep-caps, no ambient
@@ -114,9 +128,14 @@ void ApplyToThisThread() {
     return RecordFailure(kSecurebits, errno);
   // prctl(2) PR_CAPBSET_DROP: the bounding set limits what any later execve()
   // could grant. Needs CAP_SETPCAP, so it comes before capset() drops it.
+  // Each drop replaces the thread's credentials (prepare_creds and
+  // commit_creds), even for a capability already out of the set, so only
+  // those PR_CAPBSET_READ finds in it are dropped: after the first step, the
+  // second has six to drop, not forty (passt waits for it).
   if (c.drop_bounding_set)
     for (int cap = 0; cap <= c.last_capability; cap++)
-      if (!(c.keep & (uint64_t{1} << cap)) && syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+      if (!(c.keep & (uint64_t{1} << cap)) && syscall(SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) != 0 &&
+          syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
         return RecordFailure(kBoundingSet, errno);
   if (c.change_ids) {
     // setgroups(2), setresgid(2), setresuid(2): this thread only (the raw
@@ -166,7 +185,7 @@ void Acknowledge() {
 
 void OnBroadcastSignal(int) {
   const int saved_errno = errno;
-  ApplyToThisThread();
+  ApplyToThisThread(g_change);
   Acknowledge();
   errno = saved_errno;
 }
@@ -218,27 +237,51 @@ uint64_t CapabilityMask(const Napi::Array &capabilities) {
   return mask;
 }
 
+void ReadChange(const Napi::Object &change, CredentialChange *c) {
+  c->keep = CapabilityMask(change.Get("keep").As<Napi::Array>());
+  c->last_capability = change.Get("lastCapability").As<Napi::Number>().Int32Value();
+  c->lock_securebits = change.Get("lockSecurebits").As<Napi::Boolean>().Value();
+  c->drop_bounding_set = change.Get("dropBoundingSet").As<Napi::Boolean>().Value();
+  const Napi::Value ids = change.Get("ids");
+  c->change_ids = ids.IsObject();
+  c->groups.clear();
+  if (c->change_ids) {
+    const Napi::Object account = ids.As<Napi::Object>();
+    c->uid = account.Get("uid").As<Napi::Number>().Uint32Value();
+    c->gid = account.Get("gid").As<Napi::Number>().Uint32Value();
+    const Napi::Array groups = account.Get("groups").As<Napi::Array>();
+    for (uint32_t i = 0; i < groups.Length(); i++) c->groups.push_back(groups.Get(i).As<Napi::Number>().Uint32Value());
+  }
+}
+
+// Throws the failure ApplyToThisThread recorded, if any; returns whether it did.
+bool ThrowRecordedFailure(Napi::Env env) {
+  if (g_failed_step.load() == kNone) return false;
+  Napi::Error failure = Napi::Error::New(env, "CREDENTIALS_FAILED");
+  failure.Value().Set("code", "CREDENTIALS_FAILED");
+  failure.Value().Set("step", StepName(g_failed_step.load()));
+  failure.Value().Set("errno", g_failed_errno.load());
+  failure.ThrowAsJavaScriptException();
+  return true;
+}
+
+// prctl(2) PR_SET_DUMPABLE 0, for the whole process: no core dump, no
+// ptrace attach by the new uid, /proc/PID files owned by root. After the
+// ids: changing the effective uid (of any thread) resets it.
+bool MakeProcessNotDumpable(Napi::Env env) {
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0) return true;
+  ThrowFailure(env, "NOT_DUMPABLE_FAILED", errno);
+  return false;
+}
+
 }  // namespace
 
-// applyCredentials(change): see src/native.d.ts.
+// applyCredentials(own, others): see src/native.d.ts.
 Napi::Value ApplyCredentials(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  const Napi::Object change = info[0].As<Napi::Object>();
-  g_change.keep = CapabilityMask(change.Get("keep").As<Napi::Array>());
-  g_change.last_capability = change.Get("lastCapability").As<Napi::Number>().Int32Value();
-  g_change.lock_securebits = change.Get("lockSecurebits").As<Napi::Boolean>().Value();
-  g_change.drop_bounding_set = change.Get("dropBoundingSet").As<Napi::Boolean>().Value();
-  const Napi::Value ids = change.Get("ids");
-  g_change.change_ids = ids.IsObject();
-  g_change.groups.clear();
-  if (g_change.change_ids) {
-    const Napi::Object account = ids.As<Napi::Object>();
-    g_change.uid = account.Get("uid").As<Napi::Number>().Uint32Value();
-    g_change.gid = account.Get("gid").As<Napi::Number>().Uint32Value();
-    const Napi::Array groups = account.Get("groups").As<Napi::Array>();
-    for (uint32_t i = 0; i < groups.Length(); i++)
-      g_change.groups.push_back(groups.Get(i).As<Napi::Number>().Uint32Value());
-  }
+  CredentialChange own;
+  ReadChange(info[0].As<Napi::Object>(), &own);
+  ReadChange(info[1].As<Napi::Object>(), &g_change);
   g_failed_step.store(kNone);
   g_failed_errno.store(0);
   g_done_count.store(0);
@@ -261,7 +304,7 @@ Napi::Value ApplyCredentials(const Napi::CallbackInfo &info) {
     return env.Undefined();
   }
 
-  ApplyToThisThread();
+  ApplyToThisThread(own);
   Acknowledge();
 
   const pid_t self = getpid();
@@ -315,22 +358,175 @@ Napi::Value ApplyCredentials(const Napi::CallbackInfo &info) {
     ThrowFailure(env, "TOO_MANY_THREADS", 0, {{"threads", kMaxThreads}});
     return env.Undefined();
   }
-  if (g_failed_step.load() != kNone) {
-    Napi::Error failure = Napi::Error::New(env, "CREDENTIALS_FAILED");
-    failure.Value().Set("code", "CREDENTIALS_FAILED");
-    failure.Value().Set("step", StepName(g_failed_step.load()));
-    failure.Value().Set("errno", g_failed_errno.load());
-    failure.ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  // prctl(2) PR_SET_DUMPABLE 0, for the whole process: no core dump, no
-  // ptrace attach by the new uid, /proc/PID files owned by root. After the
-  // ids: changing the effective uid resets it.
-  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
-    ThrowFailure(env, "NOT_DUMPABLE_FAILED", errno);
-    return env.Undefined();
-  }
+  if (ThrowRecordedFailure(env) || !MakeProcessNotDumpable(env)) return env.Undefined();
   return Napi::Number::New(env, g_done_count.load());
+}
+
+// applyToCallingThread(change): see src/native.d.ts. The second step: the
+// other threads took their final state in the first.
+Napi::Value ApplyToCallingThread(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  CredentialChange change;
+  ReadChange(info[0].As<Napi::Object>(), &change);
+  g_failed_step.store(kNone);
+  g_failed_errno.store(0);
+  ApplyToThisThread(change);
+  if (!ThrowRecordedFailure(env)) MakeProcessNotDumpable(env);
+  return env.Undefined();
+}
+
+// readOwnCredentials(): see src/native.d.ts. The calling thread's
+// credentials, each read with the system call that answers for this thread
+// alone (the raw calls: glibc's wrappers of these only read, but say so).
+Napi::Value ReadOwnCredentials(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  // capget(2): effective, permitted and inheritable sets.
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capget, &header, data) < 0) {
+    ThrowFailure(env, "READ_CREDENTIALS_FAILED", errno);
+    return env.Undefined();
+  }
+  uint64_t effective = 0, permitted = 0, inheritable = 0;
+  for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; i++) {
+    effective |= uint64_t{data[i].effective} << (32 * i);
+    permitted |= uint64_t{data[i].permitted} << (32 * i);
+    inheritable |= uint64_t{data[i].inheritable} << (32 * i);
+  }
+  // prctl(2) PR_CAPBSET_READ and PR_CAP_AMBIENT_IS_SET, one capability at a
+  // time up to `lastCapability` (/proc/sys/kernel/cap_last_cap): the
+  // bounding and ambient sets.
+  const int last_capability = info[0].As<Napi::Number>().Int32Value();
+  uint64_t bounding = 0, ambient = 0;
+  for (int cap = 0; cap <= last_capability; cap++) {
+    const long in_bounding = syscall(SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0);
+    const long in_ambient = syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0);
+    if (in_bounding < 0 || in_ambient < 0) {
+      ThrowFailure(env, "READ_CREDENTIALS_FAILED", errno, {{"capability", cap}});
+      return env.Undefined();
+    }
+    if (in_bounding) bounding |= uint64_t{1} << cap;
+    if (in_ambient) ambient |= uint64_t{1} << cap;
+  }
+  // getresuid(2), getresgid(2): real, effective, saved. setfsuid(2) and
+  // setfsgid(2) with -1, which no id can be, change nothing and return the
+  // filesystem ids. getgroups(2): the supplementary groups.
+  uid_t ruid, euid, suid;
+  gid_t rgid, egid, sgid;
+  if (syscall(SYS_getresuid, &ruid, &euid, &suid) < 0 || syscall(SYS_getresgid, &rgid, &egid, &sgid) < 0) {
+    ThrowFailure(env, "READ_CREDENTIALS_FAILED", errno);
+    return env.Undefined();
+  }
+  const long fsuid = syscall(SYS_setfsuid, -1);
+  const long fsgid = syscall(SYS_setfsgid, -1);
+  std::vector<gid_t> groups(static_cast<size_t>(std::max(0L, syscall(SYS_getgroups, 0, nullptr))));
+  const long group_count = syscall(SYS_getgroups, groups.size(), groups.data());
+  // prctl(2) PR_GET_NO_NEW_PRIVS.
+  const long no_new_privs = syscall(SYS_prctl, PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
+  if (group_count < 0 || no_new_privs < 0) {
+    ThrowFailure(env, "READ_CREDENTIALS_FAILED", errno);
+    return env.Undefined();
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("effective", Napi::BigInt::New(env, effective));
+  result.Set("permitted", Napi::BigInt::New(env, permitted));
+  result.Set("inheritable", Napi::BigInt::New(env, inheritable));
+  result.Set("bounding", Napi::BigInt::New(env, bounding));
+  result.Set("ambient", Napi::BigInt::New(env, ambient));
+  const auto list = [&](std::initializer_list<double> values) {
+    Napi::Array array = Napi::Array::New(env, values.size());
+    uint32_t i = 0;
+    for (double value : values) array.Set(i++, value);
+    return array;
+  };
+  result.Set("uids", list({double(ruid), double(euid), double(suid), double(fsuid)}));
+  result.Set("gids", list({double(rgid), double(egid), double(sgid), double(fsgid)}));
+  Napi::Array group_list = Napi::Array::New(env, group_count);
+  for (long i = 0; i < group_count; i++) group_list.Set(static_cast<uint32_t>(i), static_cast<double>(groups[i]));
+  result.Set("groups", group_list);
+  result.Set("noNewPrivs", static_cast<double>(no_new_privs));
+  return result;
+}
+
+// The whole text of "status" beneath the held /proc/self/task/TID `dir_fd`
+// (openat(2), read(2), close(2)); false if it cannot be read: the thread has
+// exited.
+bool ReadStatus(int dir_fd, std::string *text) {
+  const int fd = openat(dir_fd, "status", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof(buffer))) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    text->append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  return n == 0;
+}
+
+// holdThreads(): see src/native.d.ts. open(2) O_PATH of /proc/self/task/TID
+// for every thread listed: once that thread exits, lookups beneath the
+// descriptor fail, whatever thread takes its id later. Its status is read
+// through that descriptor, so it is the held thread's. On a failure every
+// descriptor opened here is closed.
+Napi::Value HoldThreads(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Array held = Napi::Array::New(env);
+  std::vector<int> opened;
+  for (pid_t tid : ListThreads()) {
+    char path[48];
+    snprintf(path, sizeof(path), "/proc/self/task/%d", tid);
+    const int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) continue;  // exited since it was listed
+      const int error = errno;
+      for (int done : opened) close(done);
+      ThrowFailure(env, "HOLD_THREAD_FAILED", error, {{"tid", tid}});
+      return env.Undefined();
+    }
+    opened.push_back(fd);
+    Napi::Object thread = Napi::Object::New(env);
+    thread.Set("tid", tid);
+    thread.Set("fd", fd);
+    std::string status;
+    if (ReadStatus(fd, &status)) thread.Set("status", status);
+    held.Set(held.Length(), thread);
+  }
+  if (opened.empty()) {
+    ThrowFailure(env, "HOLD_THREAD_FAILED", ENOENT);
+    return env.Undefined();
+  }
+  return held;
+}
+
+// threadsNotHeld(held): see src/native.d.ts. Each thread listed now must be
+// one of `held` (by id) whose held entry still answers: fstatat(2) of its
+// "status" looks it up beneath the held directory, which fails (ENOENT,
+// ESRCH) once that thread has exited, even if another took its id.
+Napi::Value ThreadsNotHeld(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const Napi::Array held = info[0].As<Napi::Array>();
+  std::vector<std::pair<pid_t, int>> known;
+  for (uint32_t i = 0; i < held.Length(); i++) {
+    const Napi::Object thread = held.Get(i).As<Napi::Object>();
+    known.emplace_back(thread.Get("tid").As<Napi::Number>().Int32Value(), thread.Get("fd").As<Napi::Number>().Int32Value());
+  }
+  const std::vector<pid_t> listed = ListThreads();
+  Napi::Array unknown = Napi::Array::New(env);
+  if (listed.empty()) {
+    ThrowFailure(env, "LIST_THREADS_FAILED", ENOENT);
+    return env.Undefined();
+  }
+  for (pid_t tid : listed) {
+    bool same = false;
+    for (const auto &[known_tid, fd] : known) {
+      struct stat st;
+      if (known_tid == tid) same = fstatat(fd, "status", &st, AT_SYMLINK_NOFOLLOW) == 0;
+    }
+    if (!same) unknown.Set(unknown.Length(), tid);
+  }
+  return unknown;
 }
 
 }  // namespace passt_repair
@@ -341,11 +537,9 @@ namespace passt_repair {
 // started unprivileged (execve(2) made it dumpable again): it cannot use
 // applyCredentials, whose signals to its threads its filter denies.
 Napi::Value MakeNotDumpable(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  // prctl(2) PR_SET_DUMPABLE 0, for the whole process: no core dump, no
-  // ptrace attach by another process of its uid, /proc/PID files owned by root.
-  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) ThrowFailure(env, "NOT_DUMPABLE_FAILED", errno);
-  return env.Undefined();
+  // No ptrace attach by another process of its uid either.
+  MakeProcessNotDumpable(info.Env());
+  return info.Env().Undefined();
 }
 
 }  // namespace passt_repair

@@ -8,6 +8,7 @@
 // In two steps, so that passt never waits for the filter to be built: the
 // helper prepares it (rules added, BPF generated) before it connects, and
 // only loads the finished program after the peer check.
+#include <dirent.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
@@ -18,6 +19,7 @@
 #include <fcntl.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -171,7 +173,73 @@ bool AddRules(Napi::Env env, const FilterContext &filter, const Napi::Array &rul
   return true;
 }
 
+// The descriptor of an io_uring instance this process holds, or -1: none,
+// or (with `*error` set to errno) the table could not be listed. Operations submitted through a ring
+// are not system calls, so no filter sees them: the helper's launcher keeps
+// libuv from creating one (native/launcher.c), and a runtime started some
+// other way is caught here. opendir(3) of /proc/self/fd (openat(2),
+// getdents64(2), closedir(3): close(2)); readlinkat(2) of each entry, whose
+// target names an anonymous inode's kind.
+int FindIoUring(int *error) {
+  *error = 0;
+  DIR *table = opendir("/proc/self/fd");
+  if (!table) {
+    *error = errno;
+    return -1;
+  }
+  int found = -1;
+  while (struct dirent *entry = readdir(table)) {
+    if (entry->d_name[0] == '.') continue;
+    char target[64];
+    const ssize_t length = readlinkat(dirfd(table), entry->d_name, target, sizeof(target) - 1);
+    if (length < 0) continue;  // the listing's own descriptor, or one closed meanwhile
+    target[length] = '\0';
+    if (strcmp(target, "anon_inode:[io_uring]") == 0) {
+      found = atoi(entry->d_name);
+      break;
+    }
+  }
+  closedir(table);
+  return found;
+}
+
+// Whether io_uring_setup(2) could still create an instance: not when it
+// fails with ENOSYS, which only a seccomp filter (bin/passt-repair's
+// launcher's, native/runtime-sandbox.h, on this process for its whole life)
+// or a kernel without io_uring answers; both last. EPERM
+// (kernel.io_uring_disabled) can change. Entries 0 and no parameters: no
+// instance is ever made by this probe.
+bool IoUringCreatable() {
+  return !(syscall(SYS_io_uring_setup, 0, nullptr) < 0 && errno == ENOSYS);
+}
+
+// Throws IO_URING_OPEN (with `fd`) or LIST_DESCRIPTORS_FAILED; returns
+// whether the process holds no io_uring instance.
+bool NoIoUring(Napi::Env env) {
+  int list_error;
+  const int io_uring = FindIoUring(&list_error);
+  if (list_error != 0) {
+    ThrowFailure(env, "LIST_DESCRIPTORS_FAILED", list_error);
+    return false;
+  }
+  if (io_uring >= 0) {
+    ThrowFailure(env, "IO_URING_OPEN", 0, {{"fd", io_uring}});
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+// checkIoUring(): see src/native.d.ts. The probe first, then the listing:
+// an instance that cannot be created after the probe and is not there at
+// the listing is not there later.
+Napi::Value CheckIoUring(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const bool creatable = IoUringCreatable();
+  if (!NoIoUring(env)) return env.Undefined();
+  return Napi::Boolean::New(env, creatable);
+}
 
 // prepareSeccompFilter(rules, mode): see src/native.d.ts.
 Napi::Value PrepareSeccompFilter(const Napi::CallbackInfo &info) {
@@ -199,7 +267,7 @@ Napi::Value PrepareSeccompFilter(const Napi::CallbackInfo &info) {
   return Napi::External<PreparedFilter>::New(env, prepared, [](Napi::Env, PreparedFilter *done) { delete done; });
 }
 
-// loadSeccompFilter(prepared): see src/native.d.ts.
+// loadSeccompFilter(prepared, checkIoUring): see src/native.d.ts.
 Napi::Value LoadSeccompFilter(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   PreparedFilter *prepared = info[0].As<Napi::External<PreparedFilter>>().Data();
@@ -207,6 +275,9 @@ Napi::Value LoadSeccompFilter(const Napi::CallbackInfo &info) {
     ThrowFailure(env, "SECCOMP_ALREADY_LOADED", 0);
     return env.Undefined();
   }
+  // Listed again unless checkIoUring found, before connecting, that no
+  // instance can appear (the caller says which).
+  if (info[1].As<Napi::Boolean>().Value() && !NoIoUring(env)) return env.Undefined();
   // prctl(2) PR_SET_NO_NEW_PRIVS: required to load a filter without
   // CAP_SYS_ADMIN (gate 2 has set it on every thread already).
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {

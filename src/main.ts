@@ -13,7 +13,7 @@ import { serve } from './protocol';
 import { chooseSandboxAccount, FALLBACK_ACCOUNT, SANDBOX_ACCOUNT } from './sandbox/account';
 import { dropToNetAdmin, dropToReachSocket } from './sandbox/capabilities';
 import { assertNoInheritedDescriptors } from './sandbox/descriptors';
-import { installSeccompFilter, loadAllowlist, prepareSeccompFilter } from './sandbox/seccomp';
+import { installSeccompFilter, loadAllowlist, prepareSeccompFilter, refuseIoUring } from './sandbox/seccomp';
 import { catchSignals, checkSignals, untilSignalled } from './signals';
 import type { FailureReport, Reporter } from './telemetry/report';
 
@@ -85,6 +85,7 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
   }
   // Gate 3's filter is built now: after connecting, passt is waiting.
   const filter = prepareSeccompFilter(policy.sandbox, loadAllowlist({ telemetry: run.reporter !== undefined }));
+  const ioUring = refuseIoUring();
 
   run.phase = 'capabilities';
   const privileges = dropToReachSocket(sandboxAccount.name);
@@ -122,7 +123,7 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
     dropToNetAdmin(privileges);
     checkSignals();
     run.phase = 'seccomp';
-    installSeccompFilter(filter);
+    installSeccompFilter(filter, ioUring);
     checkSignals();
     run.phase = 'serve';
     await serve(connection.sock, rule.limits, connectedMs, (summary) => {

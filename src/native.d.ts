@@ -24,7 +24,10 @@ export interface PeerCredentials {
   pid: number;
   uid: number;
   gid: number;
-  pidfd: number;
+  /** The target of /proc/PID/exe, when it could be read. */
+  exe?: string;
+  /** Whether the very process that listened still runs (SO_PEERPIDFD); absent on kernels older than 6.5. */
+  alive?: boolean;
 }
 
 /** A generated seccomp program, opaque to JavaScript (native/seccomp.cc). */
@@ -55,6 +58,28 @@ export interface CredentialChange {
   dropBoundingSet: boolean;
   /** The uid, gid and groups to change to, or null to keep them. */
   ids: { uid: number; gid: number; groups: number[] } | null;
+}
+
+/** One thread's credentials (native/capabilities.cc, readOwnCredentials). */
+export interface OwnCredentials {
+  effective: bigint;
+  permitted: bigint;
+  inheritable: bigint;
+  bounding: bigint;
+  ambient: bigint;
+  /** Real, effective, saved, filesystem. */
+  uids: number[];
+  gids: number[];
+  groups: number[];
+  noNewPrivs: number;
+}
+
+/** A thread held by its /proc/self/task/TID directory (native/capabilities.cc, holdThreads). */
+export interface HeldThread {
+  tid: number;
+  fd: number;
+  /** Its status, read through `fd`; absent if it exited before it could be read. */
+  status?: string;
 }
 
 /** statx(2) of an object held open (native/resolve.cc). */
@@ -128,18 +153,46 @@ export interface Native {
   pendingSignal(): number;
   /**
    * SO_PEERCRED of the connected socket `sock`: passt's pid, uid and gid at
-   * listen(). `pidfd` is SO_PEERPIDFD's pidfd for that process (the caller
-   * closes it), or -1 on kernels older than 6.5.
+   * listen(); that pid's executable (read first), then, through
+   * SO_PEERPIDFD's pidfd (closed here), whether that process still runs.
+   * Throws PEERCRED_FAILED or PEERPIDFD_FAILED.
    */
   peerCredentials(sock: number): PeerCredentials;
   /**
-   * Applies `change` to every thread of the process (a real-time signal to
-   * each thread in /proc/self/task, until none is left unreached), sets
-   * NO_NEW_PRIVS on each and makes the process not dumpable. Throws if any
-   * thread fails, cannot be signalled (SIGNAL_FAILED, with tgkill's errno
-   * and the thread's `tid`) or does not answer. Returns how many threads it reached.
+   * Applies `own` to the calling thread and `others` to every other thread
+   * of the process (a real-time signal to each thread in /proc/self/task,
+   * until none is left unreached), sets NO_NEW_PRIVS on each and makes the
+   * process not dumpable. Throws if any thread fails (CREDENTIALS_FAILED,
+   * with the `step`), cannot be signalled (SIGNAL_FAILED, with tgkill's
+   * errno and the thread's `tid`) or does not answer. Returns how many
+   * threads it reached.
    */
-  applyCredentials(change: CredentialChange): number;
+  applyCredentials(own: CredentialChange, others: CredentialChange): number;
+  /**
+   * Applies `change` to the calling thread alone (raw system calls, no
+   * signal), sets its NO_NEW_PRIVS and makes the process not dumpable.
+   * Throws CREDENTIALS_FAILED (with the `step`) or NOT_DUMPABLE_FAILED.
+   */
+  applyToCallingThread(change: CredentialChange): void;
+  /**
+   * The calling thread's credentials, read with system calls (capget,
+   * PR_CAPBSET_READ and PR_CAP_AMBIENT_IS_SET for capabilities 0 to
+   * `lastCapability`, getresuid, getresgid, the filesystem ids, getgroups,
+   * PR_GET_NO_NEW_PRIVS). Throws READ_CREDENTIALS_FAILED.
+   */
+  readOwnCredentials(lastCapability: number): OwnCredentials;
+  /**
+   * Every thread of the process, each held by an O_PATH descriptor of its
+   * /proc/self/task/TID (the caller closes them) and its status read
+   * through it. Throws HOLD_THREAD_FAILED.
+   */
+  holdThreads(): HeldThread[];
+  /**
+   * The threads of the process now that are not among `held`: another id,
+   * or the id of a held thread that has exited (another thread took it).
+   * Throws LIST_THREADS_FAILED.
+   */
+  threadsNotHeld(held: readonly HeldThread[]): number[];
   /**
    * Builds the seccomp filter from `rules` (default action: kill the
    * process, log in "log" mode, allow in "allow" mode, where every rule
@@ -152,10 +205,18 @@ export interface Native {
   prepareSeccompFilter(rules: readonly SeccompRule[], mode: 'kill' | 'log' | 'allow'): PreparedSeccompFilter;
   /**
    * Installs a prepared filter on every thread at once (seccomp(2) with
-   * TSYNC, after PR_SET_NO_NEW_PRIVS). Throws SECCOMP_LOAD_FAILED (with
-   * `thread` when one could not take it) or SECCOMP_ALREADY_LOADED.
+   * TSYNC, after PR_SET_NO_NEW_PRIVS). With `checkIoUring`, refuses first if
+   * the process holds an io_uring instance (IO_URING_OPEN, with its `fd`;
+   * /proc/self/fd listed). Throws SECCOMP_LOAD_FAILED (with `thread` when
+   * one could not take it), SECCOMP_ALREADY_LOADED or LIST_DESCRIPTORS_FAILED.
    */
-  loadSeccompFilter(filter: PreparedSeccompFilter): void;
+  loadSeccompFilter(filter: PreparedSeccompFilter, checkIoUring: boolean): void;
+  /**
+   * Whether an io_uring instance could still be created (io_uring_setup(2)
+   * fails with anything but ENOSYS), asked first; then throws IO_URING_OPEN
+   * (with its `fd`) if the process holds one, or LIST_DESCRIPTORS_FAILED.
+   */
+  checkIoUring(): boolean;
   /**
    * Builds the deny list `rules` as prepareSeccompFilter does in mode
    * "allow" and writes it to `fd` as a BPF program (struct sock_filter[]),

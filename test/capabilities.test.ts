@@ -2,10 +2,11 @@
 // Gate 2: what every thread of the running helper holds, read from
 // /proc/PID/task/*/status while it is connected and serving.
 import t, { type Test } from 'tap';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { acceptHelper, HELPER, openDescriptors, passt, ROOT, startHelper, TCP_REPAIR_ON, writePolicy, type HelperRun, NODE, RUNTIME_LAUNCHER } from './passt-double/passt-double';
-import { loopbackConnections, temporaryDirectory, unusualLines } from './lib';
+import { loopbackConnections, temporaryDirectory, unusualLines, withoutStrace } from './lib';
 
 const NET_ADMIN = 1n << 12n;
 const DAC_OVERRIDE = 1n << 1n;
@@ -184,4 +185,130 @@ t.test('every thread is reached, however many: libuv\'s thread pool and a worker
   const result = spawnSync('env', ['-i', RUNTIME_LAUNCHER, NODE, '--disable-sigusr1', '-e', script], { encoding: 'utf8' });
   t.equal(result.status, 0, result.stderr);
   t.ok(Number(result.stdout) >= 11, `${result.stdout} threads, each verified from its /proc status`);
+});
+
+/** Runs `script` on the helper's runtime, in the sandbox its launcher gives it, prefixed by `wrapper`; resolves once it exits, with its stdout lines (JSON), each also handed to `onLine` as it comes. */
+async function runOnRuntime(script: string, wrapper: string[] = [], onLine: (line: Record<string, unknown>, child: ChildProcess) => void = () => {}) {
+  const [program, ...args] = [...wrapper, RUNTIME_LAUNCHER, NODE, '--disable-sigusr1', '-e', script];
+  const child = spawn(program!, args, { stdio: ['pipe', 'pipe', 'pipe'], env: {} });
+  const lines: Record<string, unknown>[] = [];
+  let stdout = '';
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdout!.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+    for (let end = stdout.indexOf('\n'); end >= 0; end = stdout.indexOf('\n')) {
+      const line = JSON.parse(stdout.slice(0, end)) as Record<string, unknown>;
+      stdout = stdout.slice(end + 1);
+      lines.push(line);
+      onLine(line, child);
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  return { code, stderr, lines };
+}
+
+/** A script's preamble: gate 2's module, and a worker thread started on demand with its thread id (the one thread that was not there before). */
+const WORKER_PREAMBLE = `
+  const fs = require('node:fs');
+  const { Worker } = require('node:worker_threads');
+  const gate = require(${JSON.stringify(path.join(ROOT, 'dist/src/sandbox/capabilities.js'))});
+  const tasks = () => new Set(fs.readdirSync('/proc/self/task').map(Number));
+  const say = (line) => process.stdout.write(JSON.stringify(line) + '\\n');
+  async function startThread() {
+    const before = tasks();
+    const worker = new Worker('setInterval(() => {}, 1000)', { eval: true });
+    await new Promise((resolve) => worker.once('online', resolve));
+    return { worker, tid: [...tasks()].find((tid) => !before.has(tid)) };
+  }
+  function secondStep(privileges) {
+    try {
+      gate.dropToNetAdmin(privileges);
+      return 'dropped';
+    } catch (error) {
+      return error.message;
+    }
+  }`;
+
+t.test('a thread the main thread starts between the two steps inherits its privileges: the second step refuses', async (t) => {
+  // The first step takes every other thread to the final state; the main
+  // thread keeps what connecting needs. A thread it starts now (here a
+  // worker, as Node could start its thread pool) is a copy of it.
+  const script = `${WORKER_PREAMBLE}
+    (async () => {
+      const privileges = gate.dropToReachSocket('nobody');
+      const late = await startThread();
+      say({ late: late.tid, uid: fs.readFileSync('/proc/self/task/' + late.tid + '/status', 'utf8').match(/^Uid:\\s*(\\d+)/m)[1], outcome: secondStep(privileges) });
+      process.exit(0);
+    })();`;
+  const { code, stderr, lines } = await runOnRuntime(script);
+  t.equal(code, 0, stderr);
+  const [result] = lines as [{ late: number; uid: string; outcome: string }];
+  t.equal(result.uid, '0', 'the late thread runs as uid 0, as the main thread did when it started it');
+  t.match(result.outcome, new RegExp(`^thread ${result.late} started after gate 2's first step`), 'refused, naming the thread');
+});
+
+t.test('a thread that reuses the id of one the first step verified is caught too', async (t) => {
+  // In a pid namespace of its own, the script's thread A is verified by the
+  // first step, then exits; the test sets the namespace's last pid so that
+  // the next thread the main thread starts, B, gets A's id. A list of ids
+  // would take B for A: the helper holds each verified thread's /proc entry,
+  // which no later thread can stand for.
+  const script = `${WORKER_PREAMBLE}
+    (async () => {
+      const a = await startThread();
+      const privileges = gate.dropToReachSocket('nobody');
+      await a.worker.terminate();
+      while (tasks().has(a.tid)) await new Promise((resolve) => setTimeout(resolve, 1));
+      say({ exited: a.tid });
+      await new Promise((resolve) => process.stdin.once('data', resolve));
+      const b = await startThread();
+      say({ started: b.tid, outcome: secondStep(privileges) });
+      process.exit(0);
+    })();`;
+  const { code, stderr, lines } = await runOnRuntime(script, ['unshare', '--pid', '--fork', '--mount-proc'], (line, child) => {
+    if (line.exited === undefined) return;
+    // The runtime is unshare's child; ns_last_pid is written from inside its pid namespace.
+    const runtime = fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim();
+    execFileSync('nsenter', ['--target', runtime, '--pid', '--', 'sh', '-c', `echo ${(line.exited as number) - 1} > /proc/sys/kernel/ns_last_pid`]);
+    child.stdin!.write('go\n');
+  });
+  t.equal(code, 0, stderr);
+  const [exited, second] = lines as [{ exited: number }, { started: number; outcome: string }];
+  t.equal(second.started, exited.exited, `thread B got thread A's id ${exited.exited}`);
+  t.match(second.outcome, new RegExp(`^thread ${second.started} started after gate 2's first step`), 'refused, naming the thread');
+});
+
+t.test('before connecting, every thread but the main one is already in its final state (held in connect(2) by strace)', { skip: withoutStrace() }, async (t) => {
+  const socketDir = temporaryDirectory();
+  const socketPath = path.join(socketDir, 'passt.repair');
+  const policy = writePolicy(temporaryDirectory(), { version: 1, rules: [{ name: 'test', sockets: [`${socketDir}/*.repair`], peer: { sameOwner: false } }] });
+  const listener = passt.listenUnix(socketPath);
+  // connect(2) returns 2 s late: passt has accepted, gate 4 and the second step have not run.
+  const helper = startHelper(['--policy', policy, socketPath], ['strace', '-f', '-qq', '-o', '/dev/null', '-e', 'trace=connect', '-e', 'inject=connect:delay_exit=2000000', HELPER]);
+  let stderr = '';
+  helper.child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const sock = await acceptHelper(listener, 20_000);
+  fs.closeSync(listener);
+  const pid = Number(/start: passt-repair \S+, pid (\d+)/.exec(stderr)![1]);
+  const held = threadsOf(pid);
+  t.notMatch(stderr, /connected to /, 'held before gate 4');
+  const main = held.find((thread) => Number(thread.tid) === pid)!;
+  t.equal(main.Uid, '0\t0\t0\t0', 'the main thread still runs as root');
+  t.not(main.sets.CapEff & DAC_OVERRIDE, 0n, 'and keeps what reaching the socket needs');
+  const others = held.filter((thread) => thread !== main);
+  t.ok(others.length >= 4, `${others.length} other threads`);
+  for (const thread of others)
+    t.same(
+      [thread.sets, thread.Uid, thread.Gid, thread.NoNewPrivs],
+      [{ CapInh: 0n, CapPrm: NET_ADMIN, CapEff: NET_ADMIN, CapBnd: NET_ADMIN, CapAmb: 0n }, `${NOBODY}\t${NOBODY}\t${NOBODY}\t${NOBODY}`, `${NOBODY}\t${NOBODY}\t${NOBODY}\t${NOBODY}`, '1'],
+      `thread ${thread.tid} is already nobody with CAP_NET_ADMIN alone`,
+    );
+  const loopback = await loopbackConnections(1);
+  t.equal(passt.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON, 'then served');
+  checkSandboxed(t, threadsOf(pid), { bounding: NET_ADMIN, uid: NOBODY, gid: NOBODY });
+  fs.closeSync(sock);
+  await loopback.close();
+  const exit = await helper.exited;
+  t.same([exit.code, exit.signal], [0, null]);
 });

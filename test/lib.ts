@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // What the end-to-end tests share: real loopback TCP connections, a
 // listening repair socket in a fresh directory, and the real helper.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -98,6 +98,16 @@ const ROUTINE = /^passt-repair: (start: |connected to |TCP_REPAIR_(ON|OFF|OFF_NO
 /** The lines of a helper's stderr that are not its routine audit log: warnings, refusals, errors, the failed end line. */
 export function unusualLines(stderr: string): string[] {
   return stderr.split('\n').filter((line) => line !== '' && !ROUTINE.test(line));
+}
+
+/** A test's skip reason when strace, which holds the helper between two steps, is missing; false when it is there. */
+export function withoutStrace(): string | false {
+  try {
+    execFileSync('strace', ['-V'], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return 'SKIPPED: strace is not installed (./run installs it: DEBIAN_PACKAGES)';
+  }
 }
 
 /** The unprivileged account passt's side runs as in the other-uid tests (setpriv). */

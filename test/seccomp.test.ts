@@ -103,14 +103,63 @@ t.test('under the helper\'s filter, open and openat are refused with EACCES and 
   }
 });
 
+const SECCOMP_MODULE = JSON.stringify(path.join(ROOT, 'dist/src/sandbox/seccomp.js'));
+const ADDON_MODULE = JSON.stringify(path.join(ROOT, 'dist/src/addon.js'));
+const PROBE_ADDON = JSON.stringify(path.join(ROOT, 'test/build/Release/passt_syscall_probe.node'));
+
 t.test('the helper refuses to install its filter with an io_uring instance open', async (t) => {
-  // The runtime started without the launcher sets up io_uring rings.
-  const script = `require(${JSON.stringify(path.join(ROOT, 'dist/src/sandbox/seccomp.js'))}).assertNoIoUring()`;
+  // The runtime started without the launcher sets up io_uring rings. Gate
+  // 3's own calls, with a filter that allows everything: loaded only without a ring.
+  const script = `
+    const gate = require(${SECCOMP_MODULE});
+    const check = gate.refuseIoUring();
+    gate.installSeccompFilter(require(${ADDON_MODULE}).native.prepareSeccompFilter([], 'allow'), check);
+    process.stdout.write(JSON.stringify(check));`;
   const bare = runClean([NODE, '-e', script]);
   t.equal(bare.status, 1);
   t.match(bare.stderr, /is an io_uring instance, which seccomp cannot filter/);
   const launched = runClean([RUNTIME_LAUNCHER, NODE, '-e', script]);
   t.equal(launched.status, 0, launched.stderr);
+  t.same(JSON.parse(launched.stdout), { creatable: false }, "under the launcher's filter none can be created: the load after connect need not look again");
+});
+
+t.test('an io_uring instance created after the check before connect, where one can be, is refused at the load', async (t) => {
+  // A runtime without the launcher, libuv's rings closed (each number taken
+  // by /dev/null, so that the attacker's ring is a new one): the check
+  // before connecting passes, and io_uring_setup still works. The attacker's ring
+  // comes after the check; the load must look again and find it.
+  const script = `
+    const fs = require('node:fs');
+    const gate = require(${SECCOMP_MODULE});
+    const probe = require(${PROBE_ADDON});
+    for (const fd of fs.readdirSync('/proc/self/fd')) {
+      let target = '';
+      try { target = fs.readlinkSync('/proc/self/fd/' + fd); } catch {}
+      if (target === 'anon_inode:[io_uring]') {
+        fs.closeSync(Number(fd));
+        fs.openSync('/dev/null', 'r');
+      }
+    }
+    const check = gate.refuseIoUring();
+    const ring = probe.attemptSyscall('io_uring_setup', -1);
+    let outcome = 'loaded';
+    try {
+      gate.installSeccompFilter(require(${ADDON_MODULE}).native.prepareSeccompFilter([], 'allow'), check);
+    } catch (error) {
+      outcome = error.message;
+    }
+    fs.writeSync(1, JSON.stringify({ check, ring, outcome }));
+    // libuv's exit would use the rings closed under it, and abort.
+    process.kill(process.pid, 'SIGKILL');`;
+  const run = runClean([NODE, '-e', script]);
+  t.equal(run.signal, 'SIGKILL', run.stderr);
+  const { check, ring, outcome } = JSON.parse(run.stdout) as { check: { creatable: boolean }; ring: number; outcome: string };
+  t.same(check, { creatable: true }, 'without the launcher, io_uring_setup works: the check before connect cannot vouch for later');
+  t.ok(ring >= 0, `a ring created after the check: descriptor ${ring}`);
+  t.equal(outcome, `descriptor ${ring} is an io_uring instance, which seccomp cannot filter; start the helper through bin/passt-repair`, 'the load refuses it');
+  // Under the launcher the same attempt fails: no ring can follow the check.
+  const launched = runClean([RUNTIME_LAUNCHER, NODE, '-e', `process.stdout.write(String(require(${PROBE_ADDON}).attemptSyscall('io_uring_setup', -1)))`]);
+  t.equal(launched.stdout, '-38', 'io_uring_setup: ENOSYS under the launcher');
 });
 
 t.test('the helper runs the whole protocol under its filter: thousands of sockets, several rounds', async (t) => {

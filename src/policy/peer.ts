@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 4: who is behind the connection. Read right after connect(), before
 // anything passt sends is read.
-import * as fs from 'node:fs';
 import { native } from '../addon';
 import { HelperError, Refusal, isNativeFailure, systemMessage } from '../errors';
 import type { ConnectedSocket } from '../connect';
@@ -10,32 +9,11 @@ import { peerRefusal } from './index';
 import type { Rule } from './load';
 import { describeLocation } from './path-gate';
 
-/**
- * The pid the peer's pidfd stands for: that of the very process that
- * listened, -1 if it has exited since (passt daemonizes after listening).
- */
-function pidfdPid(pidfd: number): number | undefined {
-  try {
-    const line = /^Pid:\s*(-?\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${pidfd}`, 'utf8'));
-    return line === null ? undefined : Number(line[1]);
-  } finally {
-    fs.closeSync(pidfd);
-  }
-}
-
-function describePeer(peer: PeerCredentials, livePid: number | undefined): string {
-  const alive = livePid === -1 ? ' (exited since it listened)' : '';
+// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
+const describePeer = (function describePeer(peer: PeerCredentials): string {
+  const alive = peer.alive === false ? ' (exited since it listened)' : '';
   return `pid ${peer.pid}${alive}, uid ${peer.uid}, gid ${peer.gid}`;
-}
-
-/** The peer's executable, for the audit log: readable with CAP_SYS_PTRACE (kept until the second drop), or for our own uid. */
-function executable(pid: number): string | undefined {
-  try {
-    return fs.readlinkSync(`/proc/${pid}/exe`);
-  } catch {
-    return undefined;
-  }
-}
+});
 
 export interface AllowedPeer {
   /** The rule that allows both the path and the peer. */
@@ -47,28 +25,27 @@ export interface AllowedPeer {
   description: string;
 }
 
+// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
 /**
  * Returns the rule that allows the peer on `connection`, or throws a refusal
  * (gate 4, exit 1) naming the peer. Called by src/connect.ts right after
  * each connect(), so that in directory mode a refused peer is skipped.
  */
-export function checkPeer(connection: ConnectedSocket): AllowedPeer {
-  const where = describeLocation(connection.path, connection.rootProcess);
+export const checkPeer = (function checkPeer(connection: ConnectedSocket): AllowedPeer {
   let peer: PeerCredentials;
   try {
     peer = native.peerCredentials(connection.sock);
   } catch (error) {
-    if (isNativeFailure(error)) throw new HelperError(`cannot read the credentials of the peer on ${where}: ${systemMessage(error.errno)}`);
+    if (isNativeFailure(error))
+      throw new HelperError(`cannot read the credentials of the peer on ${describeLocation(connection.path, connection.rootProcess)}: ${systemMessage(error.errno)}`);
     throw error;
   }
-  // Read before the pidfd is: while that process lives, its pid names no other.
-  const exe = executable(peer.pid);
-  const livePid = peer.pidfd >= 0 ? pidfdPid(peer.pidfd) : undefined;
   const refusals: string[] = [];
   for (const rule of connection.rules) {
     const refusal = peerRefusal(rule, peer, connection.owner);
-    if (refusal === undefined) return { rule, peer, exe: livePid === -1 ? undefined : exe, description: describePeer(peer, livePid) };
+    // An executable read for a pid whose process has exited may be another's.
+    if (refusal === undefined) return { rule, peer, exe: peer.alive === false ? undefined : peer.exe, description: describePeer(peer) };
     refusals.push(`rule "${rule.name}": ${refusal}`);
   }
-  throw new Refusal('peer', `peer refused on ${where}: ${describePeer(peer, livePid)}; ${refusals.join('; ')}`);
-}
+  throw new Refusal('peer', `peer refused on ${describeLocation(connection.path, connection.rootProcess)}: ${describePeer(peer)}; ${refusals.join('; ')}`);
+});

@@ -1,18 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // Gate 2: capabilities, ids, securebits, NO_NEW_PRIVS, on every thread.
 //
-// In two steps around connect(): first down to what reaching passt's socket
-// needs (CAP_NET_ADMIN, the two DAC overrides for a socket in another user's
-// 0700 directory, and what the second step needs), then, once connected and
-// the peer checked, to CAP_NET_ADMIN alone under an unprivileged account.
-// native/capabilities.cc applies each step to every thread; after each step
-// every thread's /proc/self/task/TID/status is read back and any difference
-// from the plan ends the helper.
+// In two steps around connect(). Before connecting, every thread but the
+// main one takes its final state (CAP_NET_ADMIN alone, under an
+// unprivileged account), and the main thread keeps what reaching passt's
+// socket and the second step need (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
+// CAP_SYS_PTRACE, the id changes); native/capabilities.cc signals every
+// thread, and every thread's /proc/self/task/TID/status is read back
+// through a descriptor that holds that thread. Once connected and the peer
+// checked, the second step is the main thread's alone: it takes the final
+// state, reads itself back with system calls, and the threads of the
+// process must be exactly those held (a thread started in between would be
+// a copy of the main thread as it was). Any difference from the plan ends
+// the helper.
 import * as fs from 'node:fs';
 import { native } from '../addon';
 import { HelperError, isNativeFailure, systemMessage } from '../errors';
-import type { CredentialChange } from '../native.d';
-import { type Account, lookUpAccount } from './account';
+import type { CredentialChange, HeldThread, OwnCredentials } from '../native.d';
+import { lookUpAccount } from './account';
 
 // linux/capability.h
 /** tgkill(2)'s errno when no real-time signal can be queued. */
@@ -31,18 +36,8 @@ function capabilityMask(capabilities: readonly number[]): bigint {
 }
 
 /** The credential lines of one thread's /proc/.../status. */
-interface ThreadCredentials {
+interface ThreadCredentials extends OwnCredentials {
   tid: number;
-  inheritable: bigint;
-  permitted: bigint;
-  effective: bigint;
-  bounding: bigint;
-  ambient: bigint;
-  /** Real, effective, saved, filesystem. */
-  uids: number[];
-  gids: number[];
-  groups: number[];
-  noNewPrivs: number;
   /** 0 none, 1 strict, 2 filter. */
   seccomp: number;
 }
@@ -85,72 +80,82 @@ function readThreads(): ThreadCredentials[] {
   return threads;
 }
 
-/** What the first step found and the second needs. */
+/** What the first step planned and the second needs. */
 export interface Privileges {
-  /** CAP_SETPCAP was held: securebits are locked and the bounding set shrinks. */
-  setpcap: boolean;
-  /** The bounding set as started, which stays when it cannot shrink. */
-  startBounding: bigint;
-  /** The account to become, or null when the helper already runs without uid, gid or group 0. */
-  account: Account | null;
-  uids: number[];
-  gids: number[];
-  groups: number[];
+  /** The main thread's second step. */
+  change: CredentialChange;
+  /** The final state: every other thread's since the first step, the main thread's after the second. */
+  final: OwnCredentials;
+  /** The threads the first step verified, held until the second (their descriptors are closed by it). */
+  threads: HeldThread[];
 }
 
 function lastCapability(): number {
   return Number(fs.readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8'));
 }
 
-function apply(change: CredentialChange): void {
-  try {
-    native.applyCredentials(change);
-  } catch (error) {
-    if (!isNativeFailure(error)) throw error;
-    if (error.code === 'THREAD_UNRESPONSIVE')
-      throw new HelperError(`thread ${error.tid as number} did not answer signal ${error.signal as number}: cannot drop its privileges`);
-    if (error.code === 'SIGNAL_FAILED')
-      throw new HelperError(
-        `cannot signal thread ${error.tid as number} to drop its privileges: ${systemMessage(error.errno)}${error.errno === EAGAIN ? ' (no room to queue a signal: the pending-signal limit, RLIMIT_SIGPENDING, ulimit -i, is reached)' : ''}`,
-      );
-    if (error.code === 'CREDENTIALS_FAILED')
-      throw new HelperError(`cannot drop privileges: ${error.step as string} failed: ${systemMessage(error.errno)}`);
-    throw new HelperError(`cannot drop privileges (${error.code}): ${systemMessage(error.errno)}`);
-  }
+/** A native failure of gate 2 in words. */
+function credentialsFailure(error: unknown): unknown {
+  if (!isNativeFailure(error)) return error;
+  if (error.code === 'THREAD_UNRESPONSIVE')
+    return new HelperError(`thread ${error.tid as number} did not answer signal ${error.signal as number}: cannot drop its privileges`);
+  if (error.code === 'SIGNAL_FAILED')
+    return new HelperError(
+      `cannot signal thread ${error.tid as number} to drop its privileges: ${systemMessage(error.errno)}${error.errno === EAGAIN ? ' (no room to queue a signal: the pending-signal limit, RLIMIT_SIGPENDING, ulimit -i, is reached)' : ''}`,
+    );
+  if (error.code === 'CREDENTIALS_FAILED') return new HelperError(`cannot drop privileges: ${error.step as string} failed: ${systemMessage(error.errno)}`);
+  return new HelperError(`cannot drop privileges (${error.code}): ${systemMessage(error.errno)}`);
 }
 
 function sameList(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((value, i) => value === b[i]);
 }
 
-/** Reads every thread back; throws naming the first thread and line that differ from `expected`. */
-function verifyEveryThread(expected: Omit<ThreadCredentials, 'tid' | 'seccomp'>, allowLess: boolean): void {
-  for (const thread of readThreads()) {
-    const wrong = (what: string, found: unknown, wanted: unknown): never => {
-      throw new HelperError(`thread ${thread.tid} kept privileges: ${what} is ${String(found)}, expected ${String(wanted)}`);
-    };
-    for (const set of ['inheritable', 'permitted', 'effective', 'bounding', 'ambient'] as const) {
-      const ok = allowLess ? (thread[set] & ~expected[set]) === 0n : thread[set] === expected[set];
-      if (!ok) wrong(`its ${set} capability set`, `0x${thread[set].toString(16)}`, `0x${expected[set].toString(16)}`);
-    }
-    if (!sameList(thread.uids, expected.uids)) wrong('Uid', thread.uids, expected.uids);
-    if (!sameList(thread.gids, expected.gids)) wrong('Gid', thread.gids, expected.gids);
-    if (!sameList([...thread.groups].sort((a, b) => a - b), expected.groups)) wrong('Groups', thread.groups, expected.groups);
-    if (thread.noNewPrivs !== 1) wrong('NoNewPrivs', thread.noNewPrivs, 1);
-  }
+function sorted(list: readonly number[]): number[] {
+  return [...list].sort((a, b) => a - b);
 }
 
+/** Throws naming `thread` and the first line that differs from `expected`; with `allowLess`, a capability set may hold less than planned. */
+function verifyThread(tid: number, found: OwnCredentials, expected: OwnCredentials, allowLess: boolean): void {
+  const wrong = (what: string, value: unknown, wanted: unknown): never => {
+    throw new HelperError(`thread ${tid} kept privileges: ${what} is ${String(value)}, expected ${String(wanted)}`);
+  };
+  for (const set of ['inheritable', 'permitted', 'effective', 'bounding', 'ambient'] as const) {
+    const ok = allowLess ? (found[set] & ~expected[set]) === 0n : found[set] === expected[set];
+    if (!ok) wrong(`its ${set} capability set`, `0x${found[set].toString(16)}`, `0x${expected[set].toString(16)}`);
+  }
+  if (!sameList(found.uids, expected.uids)) wrong('Uid', found.uids, expected.uids);
+  if (!sameList(found.gids, expected.gids)) wrong('Gid', found.gids, expected.gids);
+  if (!sameList(sorted(found.groups), sorted(expected.groups))) wrong('Groups', found.groups, expected.groups);
+  if (found.noNewPrivs !== 1) wrong('NoNewPrivs', found.noNewPrivs, 1);
+}
+
+// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
+/** Closes the descriptors that hold the threads. */
+const release = (function release(threads: readonly HeldThread[]): void {
+  for (const { fd } of threads) fs.closeSync(fd);
+});
+
 /**
- * Gate 2, first step, before connecting: every thread keeps only
- * CAP_NET_ADMIN, what reaching the socket needs (CAP_DAC_OVERRIDE,
- * CAP_DAC_READ_SEARCH), what opening another process's root and naming
- * the peer's executable need (CAP_SYS_PTRACE, when held) and what the second step needs (CAP_SETUID,
+ * Gate 2, first step, before connecting. Every thread but the main one
+ * takes the final state: CAP_NET_ADMIN alone in its permitted and
+ * effective sets, the sandbox account's ids when the helper runs with uid,
+ * gid or group 0 (`user`). The main thread keeps CAP_NET_ADMIN, what
+ * reaching the socket needs (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), what
+ * opening another process's root and naming the peer's executable need
+ * (CAP_SYS_PTRACE, when held) and what the second step needs (CAP_SETUID,
  * CAP_SETGID and CAP_SETPCAP, when the ids must change). Securebits are set
- * and locked and the bounding set shrinks when CAP_SETPCAP allows.
+ * and locked and the bounding set shrinks when CAP_SETPCAP allows. Every
+ * thread is held and read back.
  */
 export function dropToReachSocket(user: string): Privileges {
-  const [start] = readThreads().filter((thread) => thread.tid === process.pid);
-  if (!start) throw new HelperError('cannot read the main thread in /proc/self/task');
+  const last = lastCapability();
+  let start: OwnCredentials;
+  try {
+    start = native.readOwnCredentials(last);
+  } catch (error) {
+    throw credentialsFailure(error);
+  }
   const held = (cap: number): boolean => (start.permitted & (1n << BigInt(cap))) !== 0n;
   if (!held(CAP_NET_ADMIN))
     throw new HelperError('started without CAP_NET_ADMIN, which TCP_REPAIR needs: run it as root or with CAP_NET_ADMIN as an ambient capability');
@@ -166,69 +171,80 @@ export function dropToReachSocket(user: string): Privileges {
   // For gate 1 to open /proc/PID/root of another uid's process (KubeVirt's
   // form), and to read the peer's /proc/PID/exe for the audit log (passt
   // runs as another user and makes itself not dumpable). The second step
-  // drops it, and checks every thread for it.
+  // drops it.
   if (held(CAP_SYS_PTRACE)) keep.push(CAP_SYS_PTRACE);
   if (account) keep.push(CAP_SETUID, CAP_SETGID);
   if (setpcap) keep.push(CAP_SETPCAP);
-  apply({ keep, lastCapability: lastCapability(), lockSecurebits: setpcap, dropBoundingSet: setpcap, ids: null });
 
-  const kept = capabilityMask(keep);
-  const privileges: Privileges = {
-    setpcap,
-    startBounding: start.bounding,
-    account,
-    uids: start.uids,
-    gids: start.gids,
-    groups: [...start.groups].sort((a, b) => a - b),
-  };
-  verifyEveryThread(
-    {
-      inheritable: 0n,
-      permitted: kept,
-      effective: kept,
-      bounding: setpcap ? kept : start.bounding,
-      ambient: 0n,
-      uids: privileges.uids,
-      gids: privileges.gids,
-      groups: privileges.groups,
-      noNewPrivs: 1,
-    },
-    true,
-  );
-  return privileges;
-}
-
-/**
- * Gate 2, second step, once connected and the peer checked: every thread
- * becomes the unprivileged account (when it ran with uid, gid or group 0)
- * and keeps CAP_NET_ADMIN alone, in the permitted and effective sets; the
- * bounding set too when CAP_SETPCAP was held.
- */
-export function dropToNetAdmin(privileges: Privileges): void {
-  const { account, setpcap } = privileges;
-  apply({
-    keep: [CAP_NET_ADMIN],
-    lastCapability: lastCapability(),
-    lockSecurebits: false,
-    dropBoundingSet: setpcap,
-    ids: account && { uid: account.uid, gid: account.gid, groups: account.groups },
-  });
+  const ids = account && { uid: account.uid, gid: account.gid, groups: account.groups };
   const netAdmin = capabilityMask([CAP_NET_ADMIN]);
-  verifyEveryThread(
-    {
-      inheritable: 0n,
-      permitted: netAdmin,
-      effective: netAdmin,
-      bounding: setpcap ? netAdmin : privileges.startBounding,
-      ambient: 0n,
-      uids: account ? [account.uid, account.uid, account.uid, account.uid] : privileges.uids,
-      gids: account ? [account.gid, account.gid, account.gid, account.gid] : privileges.gids,
-      groups: account ? account.groups : privileges.groups,
-      noNewPrivs: 1,
-    },
-    false,
-  );
+  const final: OwnCredentials = {
+    inheritable: 0n,
+    permitted: netAdmin,
+    effective: netAdmin,
+    bounding: setpcap ? netAdmin : start.bounding,
+    ambient: 0n,
+    uids: account ? [account.uid, account.uid, account.uid, account.uid] : start.uids,
+    gids: account ? [account.gid, account.gid, account.gid, account.gid] : start.gids,
+    groups: account ? account.groups : start.groups,
+    noNewPrivs: 1,
+  };
+  const kept = capabilityMask(keep);
+  const reachSocket: OwnCredentials = { ...start, inheritable: 0n, permitted: kept, effective: kept, bounding: setpcap ? kept : start.bounding, ambient: 0n, noNewPrivs: 1 };
+  try {
+    native.applyCredentials(
+      { keep, lastCapability: last, lockSecurebits: setpcap, dropBoundingSet: setpcap, ids: null },
+      // Securebits first: NO_SETUID_FIXUP keeps CAP_NET_ADMIN across the uid change.
+      { keep: [CAP_NET_ADMIN], lastCapability: last, lockSecurebits: setpcap, dropBoundingSet: setpcap, ids },
+    );
+  } catch (error) {
+    throw credentialsFailure(error);
+  }
+
+  let threads: HeldThread[];
+  try {
+    threads = native.holdThreads();
+  } catch (error) {
+    throw credentialsFailure(error);
+  }
+  try {
+    for (const { tid, status } of threads) {
+      if (status === undefined) continue; // exited since it was held: no later thread can pass for it
+      if (tid === process.pid) verifyThread(tid, parseStatus(tid, status), reachSocket, true);
+      else verifyThread(tid, parseStatus(tid, status), final, false);
+    }
+  } catch (error) {
+    release(threads);
+    throw error;
+  }
+  return { change: { keep: [CAP_NET_ADMIN], lastCapability: last, lockSecurebits: false, dropBoundingSet: setpcap, ids }, final, threads };
 }
+
+// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
+/**
+ * Gate 2, second step, once connected and the peer checked: the main
+ * thread takes the final state the others took in the first step and is
+ * read back; then every thread of the process must be one the first step
+ * held. The held descriptors are closed.
+ */
+export const dropToNetAdmin = (function dropToNetAdmin(privileges: Privileges): void {
+  try {
+    let late: number[];
+    try {
+      native.applyToCallingThread(privileges.change);
+      verifyThread(process.pid, native.readOwnCredentials(privileges.change.lastCapability), privileges.final, false);
+      late = native.threadsNotHeld(privileges.threads);
+    } catch (error) {
+      throw credentialsFailure(error);
+    }
+    if (late.length > 0)
+      throw new HelperError(
+        `thread ${late[0]} started after gate 2's first step, as a copy of the main thread's privileges of then: refusing to run with it`,
+      );
+  } finally {
+    release(privileges.threads);
+  }
+});
 
 /**
  * The telemetry forwarder's check of itself (src/telemetry/sandbox.ts):

@@ -19,7 +19,7 @@ const STDERR = 2;
  * like the runtime's own and passes: it reaches only whoever holds its
  * other end, nothing in the kernel the helper's privileges would open.
  * libuv's io_uring rings (a runtime started without the launcher) are its
- * own too; gate 3 refuses to start with one (assertNoIoUring).
+ * own too; gate 3 refuses to load its filter with one (native/seccomp.cc).
  */
 const RUNTIME_KINDS = new Set(['anon_inode:[eventpoll]', 'anon_inode:[eventfd]', 'anon_inode:[io_uring]']);
 

@@ -5,7 +5,7 @@
 // a native loop, loads the helper's own filter (the allowlist, built by the
 // same native calls), times them again, and prints one JSON line.
 import * as fs from 'node:fs';
-import { installSeccompFilter, loadAllowlist, prepareSeccompFilter } from '../../src/sandbox/seccomp';
+import { installSeccompFilter, loadAllowlist, prepareSeccompFilter, refuseIoUring } from '../../src/sandbox/seccomp';
 import { passt } from '../passt-double/passt-double';
 
 const SOL_SOCKET = 1;
@@ -25,6 +25,6 @@ function measure(): { soProtocolNs: number; tcpRepairNs: number } {
 }
 
 const bare = measure();
-installSeccompFilter(prepareSeccompFilter({ user: 'nobody', seccomp: 'kill' }, loadAllowlist()));
+installSeccompFilter(prepareSeccompFilter({ user: 'nobody', seccomp: 'kill' }, loadAllowlist()), refuseIoUring());
 const filtered = measure();
 fs.writeSync(1, `${JSON.stringify({ calls: CALLS, bare, filtered })}\n`);
