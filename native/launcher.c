@@ -163,7 +163,7 @@ static int hash_file(int root_fd, const char *relative, uint64_t *hash) {
 }
 
 // Whether the start-up snapshot may be used: dist/snapshot/sources exists,
-// the blob has the size it records, and every file it lists (each module
+// the blob and the runtime have the sizes it records, and every file it lists (each module
 // the snapshot holds) still has the hash it records. A tsc run that
 // changed dist/src without rebuilding the snapshot, a blob cut short: the
 // helper then loads dist/src/main.js as it is, slower but never stale
@@ -187,11 +187,14 @@ static int snapshot_is_current(const struct runtime *runtime) {
 		close(fd);
 	}
 	list[size] = '\0';
-	struct stat blob;
+	struct stat blob, node;
 	char *line = list, *end;
-	// fstatat(2): the blob's size, the first line.
+	// fstatat(2): the blob's size and stat(2) the runtime's, the first line.
+	// A runtime of another version refuses the blob (and exits 14) rather
+	// than running main.js: an updated runtime must not meet an old blob.
 	if (fd < 0 || size == 0 || size == SNAPSHOT_SOURCES_MAX || fstatat(root_fd, SNAPSHOT_BLOB, &blob, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    strtoull(line, &end, 10) != (unsigned long long)blob.st_size || *end != '\n')
+	    stat(runtime->node, &node) < 0 || strtoull(line, &end, 10) != (unsigned long long)blob.st_size || *end != ' ' ||
+	    strtoull(end + 1, &end, 10) != (unsigned long long)node.st_size || *end != '\n')
 		goto done;
 	// Then "HASH PATH" lines.
 	for (line = end + 1; *line != '\0'; line = end + 1) {

