@@ -181,13 +181,11 @@ function filterFailure(error: unknown, rules: readonly SeccompRule[], fallbackFi
 /**
  * Gate 3's first half, before the helper connects: the filter built from the
  * allowlist (read while still privileged, loadAllowlist) and its program
- * generated, so that passt never waits for it. Also creates what the
- * runtime makes lazily with calls the filter forbids: Node creates
- * process.stderr on first use (ioctl FIONBIO, getsockname for a socket such
- * as journald's), and the helper's messages after the filter need it.
+ * generated, so that passt never waits for it. The runtime must not create
+ * process.stderr after the filter (Node.js does so with calls the filter
+ * forbids): the serving helper replaces it first (RuntimeMessages, src/log).
  */
 export function prepareSeccompFilter(settings: SandboxSettings, rules: readonly SeccompRule[]): PreparedSeccompFilter {
-  void process.stderr;
   try {
     return native.prepareSeccompFilter(rules, settings.seccomp);
   } catch (error) {
