@@ -20,6 +20,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { HOT_CALLS, type CallCosts } from './filter-cost';
 import { HELPER, ROOT, TCP_REPAIR_OFF, TCP_REPAIR_OFF_NO_WP, TCP_REPAIR_ON, passt, writePolicy, NODE, RUNTIME_LAUNCHER } from '../passt-double/passt-double';
 
 const SCM_MAX_FD = 253;
@@ -515,18 +516,14 @@ async function measureSwitching(
 
 // ---------------------------------------------------------------- the filter's cost
 
-interface CallCosts {
-  soProtocolNs: number;
-  tcpRepairNs: number;
-}
-
 interface FilterCost {
   calls: number;
+  /** ns per call, without and with the helper's filter. */
   bare: CallCosts;
   filtered: CallCosts;
 }
 
-/** test/bench/filter-cost.ts in the helper's runtime and sandbox: the request loop's getsockopt calls with and without the filter. */
+/** test/bench/filter-cost.ts in the helper's runtime and sandbox: the protocol loop's system calls with and without the filter. */
 function measureFilterCost(): FilterCost {
   const run = spawnSync(RUNTIME_LAUNCHER, [NODE, ...HELPER_NODE_FLAGS, FILTER_COST, String(FILTER_PROBE_CALLS)], { encoding: 'utf8' });
   if (run.status !== 0) throw new BenchBroke(`${FILTER_COST} failed (${run.signal ?? `exit ${run.status}`}): ${run.stderr.trim()}`);
@@ -605,7 +602,12 @@ export interface BenchResult {
    * seccomp filter adds to each check.
    */
   perDescriptorNs: { setsockopt: number; checks: number; soProtocol: number; tcpRepair: number; filterOnSoProtocol: number; filterOnTcpRepair: number };
-  filter: FilterCost;
+  filter: FilterCost & {
+    /** What the filter adds to each of the protocol loop's calls, ns. */
+    addedNs: CallCosts;
+    /** ... and to a full batch: three calls a descriptor, four a request (µs). */
+    perBatchUs: number;
+  };
   /** The benchmark's own side: the exchange floor's share of the helper's batch p50. */
   passtSide: { batchP50Us: number; shareOfHelper: number };
 }
@@ -645,6 +647,7 @@ function summarize(
   }
   const { passtRepair, cFloor, cFloorChecked, cFloorLateClose, exchangeFloor, bareNode } = result;
   const batchSize = Math.min(SCM_MAX_FD, options.connections);
+  const added = Object.fromEntries(HOT_CALLS.map((call) => [call, filter.filtered[call] - filter.bare[call]])) as CallCosts;
   const onOff = `${options.connections} sockets ON then OFF`;
   return {
     parameters: { connections: options.connections, rounds: options.rounds, spawns: options.spawns, batchSize },
@@ -679,12 +682,22 @@ function summarize(
     perDescriptorNs: {
       setsockopt: ((cFloor.batchP50Us! - exchangeFloor.batchP50Us!) * 1e3) / batchSize,
       checks: ((cFloorChecked.batchP50Us! - cFloor.batchP50Us!) * 1e3) / batchSize,
-      soProtocol: filter.bare.soProtocolNs,
-      tcpRepair: filter.bare.tcpRepairNs,
-      filterOnSoProtocol: filter.filtered.soProtocolNs - filter.bare.soProtocolNs,
-      filterOnTcpRepair: filter.filtered.tcpRepairNs - filter.bare.tcpRepairNs,
+      soProtocol: filter.bare['getsockopt SO_PROTOCOL'],
+      tcpRepair: filter.bare['getsockopt TCP_REPAIR'],
+      filterOnSoProtocol: added['getsockopt SO_PROTOCOL'],
+      filterOnTcpRepair: added['getsockopt TCP_REPAIR'],
     },
-    filter,
+    filter: {
+      ...filter,
+      addedNs: added,
+      perBatchUs:
+        (batchSize * (added['getsockopt SO_PROTOCOL'] + added['getsockopt TCP_REPAIR'] + added['setsockopt TCP_REPAIR']) +
+          added.recvmsg +
+          added.sendto +
+          added.close_range +
+          added.ppoll) /
+        1e3,
+    },
     passtSide: { batchP50Us: exchangeFloor.batchP50Us!, shareOfHelper: exchangeFloor.batchP50Us! / passtRepair.batchP50Us! },
   };
 }
@@ -740,7 +753,8 @@ function printTable(specs: HelperSpec[], result: BenchResult): void {
     `against the bare C floor (as passt's C helper): ${bare.join(', ')}`,
     `per descriptor: setsockopt ${ns(cost.setsockopt)}, both checks ${ns(cost.checks)} (from the floors); ` +
       `getsockopt SO_PROTOCOL ${ns(cost.soProtocol)}, TCP_REPAIR ${ns(cost.tcpRepair)} (native loop of ${result.filter.calls})`,
-    `seccomp filter per call: SO_PROTOCOL ${signed(cost.filterOnSoProtocol)}, TCP_REPAIR ${signed(cost.filterOnTcpRepair)}`,
+    `seccomp filter per call: ${HOT_CALLS.map((call) => `${call} ${signed(result.filter.addedNs[call])}`).join(', ')}; ` +
+      `per batch of ${batchSize} ${result.filter.perBatchUs >= 0 ? '+' : ''}${result.filter.perBatchUs.toFixed(1)} µs`,
     `passt's side (exchange floor: receive, close, reply): batch p50 ${result.passtSide.batchP50Us.toFixed(1)} µs, ` +
       `${(result.passtSide.shareOfHelper * 100).toFixed(0)}% of the helper's`,
   );
