@@ -487,7 +487,6 @@ Napi::Value ServeRequests(const Napi::CallbackInfo &info) {
   return result;
 }
 
-
 // sendFailure(sock): the failure byte (kFailureByte above), sent once before
 // the helper closes passt's connection for any reason but passt's own EOF.
 // send(2) with MSG_DONTWAIT (never wait on a passt that stopped reading) and

@@ -44,7 +44,7 @@ export function ruleLimits(document: LimitsDocument | undefined): RuleLimits {
   };
 }
 
-/** handleMessage's allowedCommands: bit (value + 1) for each command allowed. */
+/** serveRequests' allowedCommands: bit (value + 1) for each command allowed. */
 export function commandMask(commands: readonly CommandName[]): number {
   return commands.reduce((mask, name) => mask | (1 << (COMMAND_VALUES[name] + 1)), 0);
 }

@@ -11,7 +11,7 @@
 // passt's side), no descriptor leaked.
 //
 // REQUESTS of them drive the helper's own request handler (its addon's
-// handleMessage) in this process over real socket pairs; a sample of
+// serveRequests, one request a call) in this process over real socket pairs; a sample of
 // PROCESS_SAMPLE goes to the real helper process under its real filter,
 // which must exit 0 or 1 and never die by a signal. The seed is printed; a
 // failure reproduces with PASST_REPAIR_FUZZ_SEED=SEED.
