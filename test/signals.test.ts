@@ -8,24 +8,14 @@
 // The phases inside the gates and the batch are held open deterministically
 // with strace's delay injection on a system call made there.
 import t, { type Test } from 'tap';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { acceptHelper, awaitReply, FAILURE_BYTE, HELPER, passt, TCP_REPAIR_ON, type HelperRun } from './passt-double/passt-double';
-import { loopbackConnections, repairStates, startSession, startTestHelper, temporaryDirectory, type Loopback } from './lib';
+import { loopbackConnections, repairStates, startSession, startTestHelper, straceMissing, temporaryDirectory, type Loopback } from './lib';
 
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 type Signal = (typeof SIGNALS)[number];
-
-function strace(): string | false {
-  try {
-    execFileSync('strace', ['-V'], { stdio: 'ignore' });
-    return false;
-  } catch {
-    return 'SKIPPED: strace is not installed (./run installs it: DEBIAN_PACKAGES)';
-  }
-}
 
 let loopback: Loopback;
 t.before(async () => {
@@ -87,7 +77,7 @@ SIGNALS.forEach((signal, index) => {
     fs.rmSync(dir, { recursive: true });
   });
 
-  t.test(`${signal} between two gates (held in seccomp(2) by strace): nothing is served`, { skip: strace() }, async (t) => {
+  t.test(`${signal} between two gates (held in seccomp(2) by strace): nothing is served`, { skip: straceMissing() }, async (t) => {
     const dir = temporaryDirectory();
     const socketPath = path.join(dir, 'passt.repair');
     const listener = passt.listenUnix(socketPath);
@@ -125,7 +115,7 @@ SIGNALS.forEach((signal, index) => {
     fs.closeSync(session.sock);
   });
 
-  t.test(`${signal} inside a batch (setsockopt slowed by strace): the batch is finished and confirmed, then the helper stops`, { skip: strace() }, async (t) => {
+  t.test(`${signal} inside a batch (setsockopt slowed by strace): the batch is finished and confirmed, then the helper stops`, { skip: straceMissing() }, async (t) => {
     const dir = temporaryDirectory();
     const socketPath = path.join(dir, 'passt.repair');
     const listener = passt.listenUnix(socketPath);
