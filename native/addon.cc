@@ -7,6 +7,7 @@ namespace passt_repair {
 Napi::Value ConnectToSocketFile(const Napi::CallbackInfo &info);
 Napi::Value ServeRequests(const Napi::CallbackInfo &info);
 Napi::Value SendFailure(const Napi::CallbackInfo &info);
+Napi::Value StartWorker(const Napi::CallbackInfo &info);
 Napi::Value CatchSignals(const Napi::CallbackInfo &info);
 Napi::Value PendingSignalValue(const Napi::CallbackInfo &info);
 Napi::Value PeerCredentials(const Napi::CallbackInfo &info);
@@ -33,6 +34,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("connectToSocketFile", Napi::Function::New(env, passt_repair::ConnectToSocketFile));
   exports.Set("serveRequests", Napi::Function::New(env, passt_repair::ServeRequests));
   exports.Set("sendFailure", Napi::Function::New(env, passt_repair::SendFailure));
+  exports.Set("startWorker", Napi::Function::New(env, passt_repair::StartWorker));
   exports.Set("catchSignals", Napi::Function::New(env, passt_repair::CatchSignals));
   exports.Set("pendingSignal", Napi::Function::New(env, passt_repair::PendingSignalValue));
   exports.Set("peerCredentials", Napi::Function::New(env, passt_repair::PeerCredentials));

@@ -21,11 +21,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 
 #include "errors.h"
 #include "signals.h"
+#include "worker.h"
 
 #ifndef SCM_MAX_FD
 #define SCM_MAX_FD 253  // include/net/scm.h, not exported to user space
@@ -70,6 +72,7 @@ class ReceivedDescriptors {
     return true;
   }
   int count() const { return count_; }
+  const int *data() const { return fds_; }
   bool overflowed() const { return overflowed_; }
   int operator[](int i) const { return fds_[i]; }
 
@@ -102,14 +105,126 @@ int RestoreRepair(int fd, int previous) {
   return SetRepair(fd, previous ? TCP_REPAIR_ON : TCP_REPAIR_OFF_NO_WP);
 }
 
-// Puts sockets [0, count) back to their recorded state; returns how many
+// Puts sockets [begin, end) back to their recorded state; returns how many
 // could not be restored.
-int RollBack(const ReceivedDescriptors &fds, const int *previous, int count) {
+int RollBack(const int *fds, const int *previous, int begin, int end) {
   int failures = 0;
-  for (int i = 0; i < count; i++)
+  for (int i = begin; i < end; i++)
     if (RestoreRepair(fds[i], previous[i]) < 0) failures++;
   return failures;
 }
+
+// A batch's per-descriptor work, handed out in pieces of kPiece descriptors
+// to whichever thread asks next (RunOnTwoThreads: this one and the worker),
+// in index order. Below kSplitFrom descriptors waking the worker costs more
+// than it saves: this thread does it all.
+constexpr int kPiece = 16;
+constexpr int kSplitFrom = 2 * kPiece;
+
+struct Failure {
+  int index = -1;  // -1: none
+  int error = 0;   // errno (each thread has its own)
+  int protocol = -1;  // a check's: what SO_PROTOCOL read; -1: not a socket
+};
+
+class Batch {
+ public:
+  enum class Step { kCheck, kApply };
+
+  Batch(const int *fds, int count, int command) : fds_(fds), count_(count), command_(command) {}
+  Batch(const Batch &) = delete;
+  Batch &operator=(const Batch &) = delete;
+
+  // Runs `step` on every descriptor, on two threads for a large batch. Each
+  // piece stops at its first failure, and once one has failed no further
+  // piece is started, so the failure with the lowest index (FirstFailure)
+  // is the one a single thread going in order would have met first: every
+  // piece before it was handed out before it, and finished.
+  void Run(Step step) {
+    step_ = step;
+    next_.store(0, std::memory_order_relaxed);
+    stop_.store(false, std::memory_order_relaxed);
+    for (int piece = 0; piece < Pieces(); piece++) pieces_[piece] = {piece * kPiece, {}};
+    if (count_ < kSplitFrom) TakePieces(this);
+    else RunOnTwoThreads(TakePieces, this);
+  }
+  const Failure *FirstFailure() const {
+    for (int piece = 0; piece < Pieces(); piece++)
+      if (pieces_[piece].failure.index >= 0) return &pieces_[piece].failure;
+    return nullptr;
+  }
+  // After kApply: how many sockets were switched, and how many of those
+  // could not be put back (all of them are tried).
+  void RollBackSwitched(int *switched, int *unrestored) const {
+    *switched = *unrestored = 0;
+    for (int piece = 0; piece < Pieces(); piece++) {
+      const int begin = piece * kPiece;
+      *switched += pieces_[piece].done - begin;
+      *unrestored += RollBack(fds_, previous_, begin, pieces_[piece].done);
+    }
+  }
+  // The repair state of each socket before the batch, for a rollback.
+  const int *previous() const { return previous_; }
+
+ private:
+  struct Piece {
+    int done;  // kApply: the sockets [start of the piece, done) are switched
+    Failure failure;
+  };
+
+  int Pieces() const { return (count_ + kPiece - 1) / kPiece; }
+
+  static void TakePieces(void *context) {
+    Batch &batch = *static_cast<Batch *>(context);
+    for (;;) {
+      if (batch.stop_.load(std::memory_order_relaxed)) return;
+      const int piece = batch.next_.fetch_add(1, std::memory_order_relaxed);
+      if (piece >= batch.Pieces()) return;
+      const int begin = piece * kPiece;
+      const int end = std::min(begin + kPiece, batch.count_);
+      Piece &mine = batch.pieces_[piece];
+      if (batch.step_ == Step::kCheck) batch.CheckPiece(begin, end, &mine);
+      else batch.ApplyPiece(begin, end, &mine);
+      if (mine.failure.index >= 0) batch.stop_.store(true, std::memory_order_relaxed);
+    }
+  }
+
+  // Checks descriptors [begin, end), recording each one's repair state;
+  // stops at the first that is not a TCP socket (ServeOne says why these
+  // two calls prove one).
+  void CheckPiece(int begin, int end, Piece *piece) {
+    for (int i = begin; i < end; i++) {
+      int protocol;
+      if (GetIntOption(fds_[i], SOL_SOCKET, SO_PROTOCOL, &protocol) < 0) {
+        piece->failure = {i, errno, -1};
+        return;
+      }
+      if (protocol != IPPROTO_TCP || GetIntOption(fds_[i], SOL_TCP, TCP_REPAIR, &previous_[i]) < 0) {
+        piece->failure = {i, 0, protocol};
+        return;
+      }
+    }
+  }
+
+  // Switches sockets [begin, end); stops at the first that fails.
+  void ApplyPiece(int begin, int end, Piece *piece) {
+    for (piece->done = begin; piece->done < end; piece->done++) {
+      if (SetRepair(fds_[piece->done], command_) < 0) {
+        piece->failure = {piece->done, errno, -1};
+        return;
+      }
+    }
+  }
+
+  const int *fds_;
+  const int count_;
+  const int command_;
+  Step step_ = Step::kCheck;
+  std::atomic<int> next_{0};
+  std::atomic<bool> stop_{false};
+  Piece pieces_[(SCM_MAX_FD + kPiece - 1) / kPiece];
+  int previous_[SCM_MAX_FD];
+};
 
 int TcpState(int fd) {
   struct tcp_info info = {};
@@ -348,37 +463,40 @@ Outcome ServeOne(Napi::Env env, int sock, double wait_ms, bool expect_wait, cons
   // - AF_UNIX: protocol 0, and SOL_TCP is refused too.
   // - UDP, SCTP, DCCP...: other protocol numbers.
   // Two system calls per descriptor, as before: at 253 descriptors this is
-  // most of the helper's round trip (see the benchmark).
-  int previous[SCM_MAX_FD];
-  for (int i = 0; i < fds.count(); i++) {
-    int protocol;
-    if (GetIntOption(fds[i], SOL_SOCKET, SO_PROTOCOL, &protocol) < 0) {
-      ThrowFailure(env, "NOT_A_SOCKET", errno, {{"index", i}, {"descriptors", fds.count()}});
+  // most of the helper's round trip (see the benchmark), so a large batch
+  // is shared between two threads (Batch, native/worker.cc): every
+  // descriptor is checked before any socket is touched, and a refusal names
+  // the first descriptor at fault, as a single thread would.
+  Batch batch(fds.data(), fds.count(), command);
+  batch.Run(Batch::Step::kCheck);
+  const Failure *unfit = batch.FirstFailure();
+  if (unfit != nullptr) {
+    const int i = unfit->index;
+    if (unfit->protocol < 0) {
+      ThrowFailure(env, "NOT_A_SOCKET", unfit->error, {{"index", i}, {"descriptors", fds.count()}});
       return Outcome::kFailed;
     }
-    if (protocol != IPPROTO_TCP || GetIntOption(fds[i], SOL_TCP, TCP_REPAIR, &previous[i]) < 0) {
-      // Off the hot path: what the descriptor is, for the message.
-      int domain = -1, type = -1;
-      GetIntOption(fds[i], SOL_SOCKET, SO_DOMAIN, &domain);
-      GetIntOption(fds[i], SOL_SOCKET, SO_TYPE, &type);
-      ThrowFailure(env, "NOT_TCP", 0,
-                   {{"index", i}, {"descriptors", fds.count()}, {"domain", domain},
-                    {"type", type}, {"protocol", protocol}});
-      return Outcome::kFailed;
-    }
+    // Off the hot path: what the descriptor is, for the message.
+    int domain = -1, type = -1;
+    GetIntOption(fds[i], SOL_SOCKET, SO_DOMAIN, &domain);
+    GetIntOption(fds[i], SOL_SOCKET, SO_TYPE, &type);
+    ThrowFailure(env, "NOT_TCP", 0,
+                 {{"index", i}, {"descriptors", fds.count()}, {"domain", domain},
+                  {"type", type}, {"protocol", unfit->protocol}});
+    return Outcome::kFailed;
   }
 
-  for (int i = 0; i < fds.count(); i++) {
-    if (SetRepair(fds[i], command) < 0) {
-      const int error = errno;
-      const int state = TcpState(fds[i]);
-      const int unrestored = RollBack(fds, previous, i);
-      ThrowFailure(env, "REPAIR_FAILED", error,
-                   {{"index", i}, {"descriptors", fds.count()}, {"command", command},
-                    {"tcpState", state}, {"rolledBack", i - unrestored},
-                    {"unrestored", unrestored}});
-      return Outcome::kFailed;
-    }
+  batch.Run(Batch::Step::kApply);
+  const Failure *failed = batch.FirstFailure();
+  if (failed != nullptr) {
+    const int state = TcpState(fds[failed->index]);
+    int switched, unrestored;
+    batch.RollBackSwitched(&switched, &unrestored);
+    ThrowFailure(env, "REPAIR_FAILED", failed->error,
+                 {{"index", failed->index}, {"descriptors", fds.count()}, {"command", command},
+                  {"tcpState", state}, {"rolledBack", switched - unrestored},
+                  {"unrestored", unrestored}});
+    return Outcome::kFailed;
   }
 
   // send(2): the confirmation, the same byte. MSG_NOSIGNAL: a vanished passt
@@ -391,7 +509,7 @@ Outcome ServeOne(Napi::Env env, int sock, double wait_ms, bool expect_wait, cons
   while (sent < 0 && errno == EINTR);
   if (sent != sizeof(reply)) {
     const int error = sent < 0 ? errno : EIO;
-    const int unrestored = RollBack(fds, previous, fds.count());
+    const int unrestored = RollBack(fds.data(), batch.previous(), 0, fds.count());
     ThrowFailure(env, "REPLY_FAILED", error,
                  {{"descriptors", fds.count()}, {"command", command},
                   {"rolledBack", fds.count() - unrestored}, {"unrestored", unrestored}});

@@ -88,6 +88,10 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
   new RuntimeMessages(log).install();
   // Gate 3's filter is built now: after connecting, passt is waiting.
   const filter = prepareSeccompFilter(policy.sandbox, loadAllowlist({ telemetry: run.reporter !== undefined }));
+  // The protocol loop's second thread (native/worker.cc), started while a
+  // thread may still be created and before gate 2 changes the credentials
+  // of every thread, this one's included. Without it, batches run serially.
+  native.startWorker();
 
   run.phase = 'capabilities';
   const privileges = dropToReachSocket(sandboxAccount.name);

@@ -143,6 +143,14 @@ export interface Native {
     maxRequests: number,
   ): Served;
   /**
+   * Starts the thread that takes half of each batch's per-descriptor system
+   * calls (native/worker.cc), once; before gate 2 (whose credential changes
+   * reach every thread) and gate 3 (after which no thread can be created).
+   * Returns whether it runs; without it serveRequests does all the work on
+   * the calling thread.
+   */
+  startWorker(): boolean;
+  /**
    * Sends the failure byte (0x80) on `sock` without waiting: what passt
    * reads when the helper closes for any reason but passt's own EOF.
    * Returns whether it went out.

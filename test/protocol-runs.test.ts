@@ -225,3 +225,95 @@ t.test('the real helper: a long run of queued requests, then passt closes', asyn
   t.same(repairStates(fds), [1, 1]);
   reset(fds);
 });
+
+// ---------------------------------------------------------------------------
+// Full batches shared with the worker thread (native/worker.cc): pieces of
+// 16 descriptors go to whichever thread asks next, so a failure may be met on
+// either; the outcome must be the one a single thread going in order gives.
+
+/** This process's threads named `name` (/proc/self/task/TID/comm). */
+function threadsNamed(pid: number | 'self', name: string): number[] {
+  return fs.readdirSync(`/proc/${pid}/task`).filter((tid) => fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === name).map(Number);
+}
+
+t.test('full batches on two threads: every check before any change, the first failure reported, everything put back', async (t) => {
+  t.equal(native.startWorker(), true, 'the worker runs');
+  t.equal(native.startWorker(), true, 'a second call changes nothing');
+  t.equal(threadsNamed('self', 'repair-worker').length, 1, 'one worker thread');
+  const sockets = Array.from({ length: 253 }, () => passt.tcpSocket(4));
+  t.teardown(() => sockets.forEach((fd) => fs.closeSync(fd)));
+  const [udp, pipeEnds] = [passt.otherSocket('udp'), passt.socketPair()];
+  t.teardown(() => [udp, ...pipeEnds].forEach((fd) => fs.closeSync(fd)));
+  const off = () => sockets.map(() => 0);
+  const withAt = (replacements: Record<number, number>) => sockets.map((fd, i) => replacements[i] ?? fd);
+
+  // Served whole, many times over: pieces race between the threads.
+  for (let round = 0; round < 20; round++) {
+    for (const command of [TCP_REPAIR_ON, TCP_REPAIR_OFF]) {
+      const pair = queued([[command, sockets]]);
+      t.match(serve(pair).runs, [{ command, requests: 1, sockets: 253 }]);
+      pair.close();
+    }
+  }
+  t.same(repairStates(sockets), off(), 'all off after the last OFF');
+
+  // A check failing near the end, and one earlier: the earlier is named.
+  let pair = queued([[TCP_REPAIR_ON, withAt({ 240: udp })]]);
+  let failure = failureOf(() => serve(pair));
+  t.match(failure, { code: 'NOT_TCP', index: 240, descriptors: 253 });
+  pair.close();
+  pair = queued([[TCP_REPAIR_ON, withAt({ 20: pipeEnds[0]!, 200: udp })]]);
+  failure = failureOf(() => serve(pair));
+  t.match(failure, { code: 'NOT_TCP', index: 20 }, 'the first descriptor at fault, whichever thread met the later one');
+  pair.close();
+  t.same(repairStates(sockets), off(), 'a refused batch touches nothing');
+
+  // A change failing in two places: the first is named, every switched socket put back.
+  for (const at of [[200], [40, 200], [250]]) {
+    pair = queued([[TCP_REPAIR_ON, withAt(Object.fromEntries(at.map((i) => [i, listeningFd])))]]);
+    failure = failureOf(() => serve(pair));
+    t.match(failure, { code: 'REPAIR_FAILED', index: at[0], unrestored: 0 }, `failing at ${at.join(' and ')}: the first is named`);
+    t.ok((failure.rolledBack as number) >= at[0]!, `at least the ${at[0]} sockets before it were switched and put back (${failure.rolledBack as number})`);
+    t.same(repairStates(sockets), off(), 'every socket back as it was');
+    pair.close();
+  }
+  // Some sockets already on: a rollback puts those back on, not off.
+  const onFirst = queued([[TCP_REPAIR_ON, sockets.slice(0, 100)]]);
+  serve(onFirst);
+  onFirst.close();
+  pair = queued([[TCP_REPAIR_OFF, withAt({ 230: listeningFd })]]);
+  failure = failureOf(() => serve(pair));
+  t.match(failure, { code: 'REPAIR_FAILED', index: 230 });
+  t.same(repairStates(sockets), sockets.map((_, i) => (i < 100 ? 1 : 0)), 'each socket back to its own state');
+  pair.close();
+  reset(sockets);
+});
+
+t.test('the real helper: its worker thread has what its main thread has, the filter included, and serves full batches', async (t) => {
+  const session = await startSession();
+  const pid = session.helper.child.pid!;
+  const fds = Array.from({ length: 253 }, () => passt.tcpSocket(4));
+  t.teardown(() => fds.forEach((fd) => fs.closeSync(fd)));
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), fds);
+  t.equal(await awaitReply(session.sock), TCP_REPAIR_ON);
+  // The launcher execs the runtime: the child's pid is the helper's.
+  const workers = threadsNamed(pid, 'repair-worker');
+  t.equal(workers.length, 1, 'one worker thread');
+  const status = (tid: number | string) => fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+  const field = (text: string, name: string) => text.match(new RegExp(`^${name}:\\s+(.*)$`, 'm'))?.[1];
+  for (const name of ['Uid', 'Gid', 'Groups', 'CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs', 'Seccomp', 'Seccomp_filters'])
+    t.equal(field(status(workers[0]!), name), field(status(pid), name), `${name} as the main thread's`);
+  t.equal(field(status(workers[0]!), 'Seccomp'), '2', 'under the filter');
+  const listener = net.createServer();
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const listening = (listener as unknown as { _handle: { fd: number } })._handle.fd;
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF]), fds.map((fd, i) => (i === 200 ? listening : fd)));
+  t.equal(await awaitReply(session.sock), FAILURE_BYTE);
+  const { code, stderr } = await session.helper.exited;
+  t.equal(code, 1);
+  t.match(stderr, /TCP_REPAIR_OFF failed on descriptor 201 of 253 \(TCP state LISTEN\)/);
+  t.same(repairStates(fds.filter((_, i) => i !== 200)), fds.slice(1).map(() => 1), 'every other socket back on');
+  await new Promise((resolve) => listener.close(resolve));
+  fs.closeSync(session.sock);
+  fs.rmSync(session.dir, { recursive: true });
+});
