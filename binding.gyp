@@ -12,7 +12,8 @@
         "native/capabilities.cc",
         "native/seccomp.cc",
         "native/descriptors.cc",
-        "native/signals.cc"
+        "native/signals.cc",
+        "native/worker.cc"
       ],
       "libraries": [
         "-lseccomp"

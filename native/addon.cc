@@ -5,8 +5,9 @@
 
 namespace passt_repair {
 Napi::Value ConnectToSocketFile(const Napi::CallbackInfo &info);
-Napi::Value HandleMessage(const Napi::CallbackInfo &info);
+Napi::Value ServeRequests(const Napi::CallbackInfo &info);
 Napi::Value SendFailure(const Napi::CallbackInfo &info);
+Napi::Value StartWorker(const Napi::CallbackInfo &info);
 Napi::Value CatchSignals(const Napi::CallbackInfo &info);
 Napi::Value PendingSignalValue(const Napi::CallbackInfo &info);
 Napi::Value PeerCredentials(const Napi::CallbackInfo &info);
@@ -36,8 +37,9 @@ Napi::Value PidfdOpen(const Napi::CallbackInfo &info);
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("connectToSocketFile", Napi::Function::New(env, passt_repair::ConnectToSocketFile));
-  exports.Set("handleMessage", Napi::Function::New(env, passt_repair::HandleMessage));
+  exports.Set("serveRequests", Napi::Function::New(env, passt_repair::ServeRequests));
   exports.Set("sendFailure", Napi::Function::New(env, passt_repair::SendFailure));
+  exports.Set("startWorker", Napi::Function::New(env, passt_repair::StartWorker));
   exports.Set("catchSignals", Napi::Function::New(env, passt_repair::CatchSignals));
   exports.Set("pendingSignal", Napi::Function::New(env, passt_repair::PendingSignalValue));
   exports.Set("peerCredentials", Napi::Function::New(env, passt_repair::PeerCredentials));

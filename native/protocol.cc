@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-// One request from passt, handled whole: wait, receive, validate, apply,
+// Requests from passt, each handled whole: wait, receive, validate, apply,
 // reply.
 //
-// Done in a single native call so that a batch of 253 descriptors costs one
-// crossing from JavaScript, not one per descriptor. The function either
-// returns the batch it completed and confirmed, or throws with every socket it
-// touched put back as it was; it closes every descriptor it received on every
-// path. A signal (native/signals.cc) is only looked at before a request is
-// read: once read, a request is finished or rolled back whatever arrives.
+// Done in native code so that a batch of 253 descriptors costs no crossing
+// from JavaScript per descriptor, and a run of batches none per batch: one
+// call serves requests for as long as passt keeps sending them, up to the
+// count JavaScript asks for (its turn for the event loop), and returns when
+// passt goes quiet, when the command changes (a line for the audit log) or
+// when anything ends the session. Each request is either completed and
+// confirmed, or the call throws with every socket of that request put back as
+// it was, and with the requests confirmed before it (none after it is read);
+// every descriptor received is closed on every path. A signal
+// (native/signals.cc) is only looked at before a request is read: once read,
+// a request is finished or rolled back whatever arrives.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -16,10 +21,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdint>
 
 #include "errors.h"
 #include "signals.h"
+#include "worker.h"
 
 #ifndef SCM_MAX_FD
 #define SCM_MAX_FD 253  // include/net/scm.h, not exported to user space
@@ -64,6 +72,7 @@ class ReceivedDescriptors {
     return true;
   }
   int count() const { return count_; }
+  const int *data() const { return fds_; }
   bool overflowed() const { return overflowed_; }
   int operator[](int i) const { return fds_[i]; }
 
@@ -96,14 +105,126 @@ int RestoreRepair(int fd, int previous) {
   return SetRepair(fd, previous ? TCP_REPAIR_ON : TCP_REPAIR_OFF_NO_WP);
 }
 
-// Puts sockets [0, count) back to their recorded state; returns how many
+// Puts sockets [begin, end) back to their recorded state; returns how many
 // could not be restored.
-int RollBack(const ReceivedDescriptors &fds, const int *previous, int count) {
+int RollBack(const int *fds, const int *previous, int begin, int end) {
   int failures = 0;
-  for (int i = 0; i < count; i++)
+  for (int i = begin; i < end; i++)
     if (RestoreRepair(fds[i], previous[i]) < 0) failures++;
   return failures;
 }
+
+// A batch's per-descriptor work, handed out in pieces of kPiece descriptors
+// to whichever thread asks next (RunOnTwoThreads: this one and the worker),
+// in index order. Below kSplitFrom descriptors waking the worker costs more
+// than it saves: this thread does it all.
+constexpr int kPiece = 16;
+constexpr int kSplitFrom = 2 * kPiece;
+
+struct Failure {
+  int index = -1;  // -1: none
+  int error = 0;   // errno (each thread has its own)
+  int protocol = -1;  // a check's: what SO_PROTOCOL read; -1: not a socket
+};
+
+class Batch {
+ public:
+  enum class Step { kCheck, kApply };
+
+  Batch(const int *fds, int count, int command) : fds_(fds), count_(count), command_(command) {}
+  Batch(const Batch &) = delete;
+  Batch &operator=(const Batch &) = delete;
+
+  // Runs `step` on every descriptor, on two threads for a large batch. Each
+  // piece stops at its first failure, and once one has failed no further
+  // piece is started, so the failure with the lowest index (FirstFailure)
+  // is the one a single thread going in order would have met first: every
+  // piece before it was handed out before it, and finished.
+  void Run(Step step) {
+    step_ = step;
+    next_.store(0, std::memory_order_relaxed);
+    stop_.store(false, std::memory_order_relaxed);
+    for (int piece = 0; piece < Pieces(); piece++) pieces_[piece] = {piece * kPiece, {}};
+    if (count_ < kSplitFrom) TakePieces(this);
+    else RunOnTwoThreads(TakePieces, this);
+  }
+  const Failure *FirstFailure() const {
+    for (int piece = 0; piece < Pieces(); piece++)
+      if (pieces_[piece].failure.index >= 0) return &pieces_[piece].failure;
+    return nullptr;
+  }
+  // After kApply: how many sockets were switched, and how many of those
+  // could not be put back (all of them are tried).
+  void RollBackSwitched(int *switched, int *unrestored) const {
+    *switched = *unrestored = 0;
+    for (int piece = 0; piece < Pieces(); piece++) {
+      const int begin = piece * kPiece;
+      *switched += pieces_[piece].done - begin;
+      *unrestored += RollBack(fds_, previous_, begin, pieces_[piece].done);
+    }
+  }
+  // The repair state of each socket before the batch, for a rollback.
+  const int *previous() const { return previous_; }
+
+ private:
+  struct Piece {
+    int done;  // kApply: the sockets [start of the piece, done) are switched
+    Failure failure;
+  };
+
+  int Pieces() const { return (count_ + kPiece - 1) / kPiece; }
+
+  static void TakePieces(void *context) {
+    Batch &batch = *static_cast<Batch *>(context);
+    for (;;) {
+      if (batch.stop_.load(std::memory_order_relaxed)) return;
+      const int piece = batch.next_.fetch_add(1, std::memory_order_relaxed);
+      if (piece >= batch.Pieces()) return;
+      const int begin = piece * kPiece;
+      const int end = std::min(begin + kPiece, batch.count_);
+      Piece &mine = batch.pieces_[piece];
+      if (batch.step_ == Step::kCheck) batch.CheckPiece(begin, end, &mine);
+      else batch.ApplyPiece(begin, end, &mine);
+      if (mine.failure.index >= 0) batch.stop_.store(true, std::memory_order_relaxed);
+    }
+  }
+
+  // Checks descriptors [begin, end), recording each one's repair state;
+  // stops at the first that is not a TCP socket (ServeOne says why these
+  // two calls prove one).
+  void CheckPiece(int begin, int end, Piece *piece) {
+    for (int i = begin; i < end; i++) {
+      int protocol;
+      if (GetIntOption(fds_[i], SOL_SOCKET, SO_PROTOCOL, &protocol) < 0) {
+        piece->failure = {i, errno, -1};
+        return;
+      }
+      if (protocol != IPPROTO_TCP || GetIntOption(fds_[i], SOL_TCP, TCP_REPAIR, &previous_[i]) < 0) {
+        piece->failure = {i, 0, protocol};
+        return;
+      }
+    }
+  }
+
+  // Switches sockets [begin, end); stops at the first that fails.
+  void ApplyPiece(int begin, int end, Piece *piece) {
+    for (piece->done = begin; piece->done < end; piece->done++) {
+      if (SetRepair(fds_[piece->done], command_) < 0) {
+        piece->failure = {piece->done, errno, -1};
+        return;
+      }
+    }
+  }
+
+  const int *fds_;
+  const int count_;
+  const int command_;
+  Step step_ = Step::kCheck;
+  std::atomic<int> next_{0};
+  std::atomic<bool> stop_{false};
+  Piece pieces_[(SCM_MAX_FD + kPiece - 1) / kPiece];
+  int previous_[SCM_MAX_FD];
+};
 
 int TcpState(int fd) {
   struct tcp_info info = {};
@@ -135,19 +256,50 @@ double Milliseconds(const struct timespec &from, const struct timespec &to) {
 
 enum class Wait { kReady, kSignal, kTimeout, kFailed };
 
+// What serving one request came to.
+enum class Outcome { kServed, kClosed, kSignal, kTimeout, kFailed };
+
+// The rule's limits (src/limits.ts) as they stand for the next request.
+struct Limits {
+  uint32_t allowed_commands;  // bit command + 1 for each command allowed
+  int max_sockets;            // per request
+  double sockets_left;        // in the session; Infinity: no limit
+};
+
+// A request served and confirmed.
+struct Served {
+  int command;
+  int sockets;
+  double nanoseconds;  // the helper's own time on it: arrival to reply
+};
+
+// Consecutive requests with the same command, as JavaScript summarises them
+// for the audit log.
+struct Run {
+  int command;
+  int requests;
+  double sockets;
+  double nanoseconds;
+};
+
 // Waits until passt's socket is readable, a signal is recorded, or
-// `wait_ms` (negative: no limit) has passed. ppoll(2) watches the socket and
-// the signal self-pipe together, so a signal handled on any thread ends the
-// wait; EINTR (a signal handled on this thread) is checked the same way.
+// `wait_ms` (negative: no limit; 0: only a look at what is queued) has
+// passed. ppoll(2) watches the socket and the signal self-pipe together, so
+// a signal handled on any thread ends the wait; EINTR (a signal handled on
+// this thread) is checked the same way.
 Wait WaitForRequest(int sock, double wait_ms) {
   const struct timespec start = Now();
   for (;;) {
     if (PendingSignal() != 0) return Wait::kSignal;
     struct timespec left_time;
     struct timespec *timeout = nullptr;
+    bool last_look = false;
     if (wait_ms >= 0) {
-      const double left = wait_ms - Milliseconds(start, Now());
-      if (left <= 0) return Wait::kTimeout;
+      double left = wait_ms - Milliseconds(start, Now());
+      if (left <= 0) {
+        left = 0;  // the time is up: one look without waiting
+        last_look = true;
+      }
       left_time.tv_sec = static_cast<time_t>(left / 1e3);
       left_time.tv_nsec = static_cast<long>((left - left_time.tv_sec * 1e3) * 1e6);
       timeout = &left_time;
@@ -156,23 +308,21 @@ Wait WaitForRequest(int sock, double wait_ms) {
     const int ready = ppoll(watched, SignalWakeFd() < 0 ? 1 : 2, timeout, nullptr);
     if (ready < 0 && errno != EINTR) return Wait::kFailed;  // errno says why
     if (ready > 0 && watched[0].revents != 0 && PendingSignal() == 0) return Wait::kReady;
+    if (last_look && PendingSignal() == 0) return Wait::kTimeout;
     // Otherwise: a signal (checked at the top), EINTR, or the time is up
-    // (also checked at the top, against the clock).
+    // (checked at the top, against the clock).
   }
 }
 
-}  // namespace
-
-// handleMessage(sock, waitMs, allowedCommands, maxSockets, socketsLeft): see
-// src/native.d.ts. The limits are the rule's (src/limits.ts), enforced here
-// before any socket is touched.
-Napi::Value HandleMessage(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  const int sock = info[0].As<Napi::Number>().Int32Value();
-  const double wait_ms = info[1].As<Napi::Number>().DoubleValue();
-  const uint32_t allowed_commands = info[2].As<Napi::Number>().Uint32Value();
-  const int max_sockets = info[3].As<Napi::Number>().Int32Value();
-  const double sockets_left = info[4].As<Napi::Number>().DoubleValue();
+// One request: waits for it (at most `wait_ms`; negative: no limit),
+// receives it, checks its shape, the rule's `limits` and every descriptor,
+// applies TCP_REPAIR to all of its sockets or to none, and replies. On
+// kFailed a JavaScript exception is pending. Its descriptors are closed on
+// return (ReceivedDescriptors), after the reply.
+Outcome ServeOne(Napi::Env env, int sock, double wait_ms, bool expect_wait, const Limits &limits, Served *served) {
+  const uint32_t allowed_commands = limits.allowed_commands;
+  const int max_sockets = limits.max_sockets;
+  const double sockets_left = limits.sockets_left;
 
   // Room for one full SCM_RIGHTS message and then some, so that anything
   // beyond a well-formed request is seen and refused rather than truncated.
@@ -189,22 +339,30 @@ Napi::Value HandleMessage(const Napi::CallbackInfo &info) {
 
   // Between requests: a recorded signal ends the session before anything
   // more is read.
-  if (PendingSignal() != 0) return Napi::String::New(env, "signal");
+  if (PendingSignal() != 0) return Outcome::kSignal;
   // recvmsg(2): the request and its descriptors, close-on-exec from the
-  // start. MSG_DONTWAIT first: back-to-back batches are already queued and
-  // need no ppoll(2); only an empty socket is waited on.
-  ssize_t received;
-  do received = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  while (received < 0 && errno == EINTR);
-  if (received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+  // start, never blocking (the wait is ppoll(2)'s, which also watches for
+  // signals). Right after a reply passt has almost never sent the next
+  // request yet (it must first read the reply): ppoll first then, rather
+  // than a recvmsg that fails with EAGAIN before it; otherwise (the first
+  // request of a call, after JavaScript ran) recvmsg first, since back-to-back
+  // batches may already be queued.
+  ssize_t received = -1;
+  bool wait = expect_wait;
+  if (!expect_wait) {
+    do received = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    while (received < 0 && errno == EINTR);
+    wait = received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+  if (wait) {
     switch (WaitForRequest(sock, wait_ms)) {
       case Wait::kSignal:
-        return Napi::String::New(env, "signal");
+        return Outcome::kSignal;
       case Wait::kTimeout:
-        return Napi::String::New(env, "timeout");
+        return Outcome::kTimeout;
       case Wait::kFailed:
         ThrowFailure(env, "WAIT_FAILED", errno);
-        return env.Undefined();
+        return Outcome::kFailed;
       case Wait::kReady:
         break;
     }
@@ -233,52 +391,52 @@ Napi::Value HandleMessage(const Napi::CallbackInfo &info) {
   }
 
   if (received < 0) {
-    if (receive_error == ECONNRESET) return env.Null();
+    if (receive_error == ECONNRESET) return Outcome::kClosed;
     ThrowFailure(env, "RECEIVE_FAILED", receive_error);
-    return env.Undefined();
+    return Outcome::kFailed;
   }
-  if (received == 0 && fds.count() == 0) return env.Null();  // passt is done
+  if (received == 0 && fds.count() == 0) return Outcome::kClosed;  // passt is done
 
   if (msg.msg_flags & MSG_CTRUNC) {
     ThrowFailure(env, "CONTROL_TRUNCATED", 0, {{"descriptors", fds.count()}});
-    return env.Undefined();
+    return Outcome::kFailed;
   }
   if (received != 1) {
     ThrowFailure(env, "WRONG_LENGTH", 0, {{"bytes", static_cast<int>(received)}});
-    return env.Undefined();
+    return Outcome::kFailed;
   }
   const int command = static_cast<int8_t>(data[0]);
   if (control_messages == 0) {
     ThrowFailure(env, "NO_DESCRIPTORS", 0, {{"command", command}});
-    return env.Undefined();
+    return Outcome::kFailed;
   }
   if (foreign_control || control_messages > 1 || fds.overflowed()) {
     ThrowFailure(env, "UNEXPECTED_CONTROL", 0,
                  {{"controlMessages", control_messages}, {"descriptors", fds.count()}});
-    return env.Undefined();
+    return Outcome::kFailed;
   }
   if (fds.count() < 1 || fds.count() > SCM_MAX_FD) {
     ThrowFailure(env, "WRONG_DESCRIPTOR_COUNT", 0, {{"descriptors", fds.count()}});
-    return env.Undefined();
+    return Outcome::kFailed;
   }
   if (!IsRepairCommand(command)) {
     ThrowFailure(env, "UNKNOWN_COMMAND", 0, {{"command", command}, {"descriptors", fds.count()}});
-    return env.Undefined();
+    return Outcome::kFailed;
   }
   // The rule's limits (src/limits.ts): bit command + 1 of allowedCommands.
   if ((allowed_commands & (1u << (command + 1))) == 0) {
     ThrowFailure(env, "COMMAND_NOT_ALLOWED", 0,
                  {{"command", command}, {"allowedCommands", static_cast<int>(allowed_commands)}});
-    return env.Undefined();
+    return Outcome::kFailed;
   }
   if (fds.count() > max_sockets) {
     ThrowFailure(env, "TOO_MANY_SOCKETS", 0, {{"descriptors", fds.count()}, {"limit", max_sockets}});
-    return env.Undefined();
+    return Outcome::kFailed;
   }
   if (fds.count() > sockets_left) {
     ThrowFailure(env, "SESSION_SOCKETS_EXCEEDED", 0,
                  {{"descriptors", fds.count()}, {"left", static_cast<int>(sockets_left)}});
-    return env.Undefined();
+    return Outcome::kFailed;
   }
 
   // Every descriptor must be a TCP socket before any of them is touched. Two
@@ -305,37 +463,40 @@ Napi::Value HandleMessage(const Napi::CallbackInfo &info) {
   // - AF_UNIX: protocol 0, and SOL_TCP is refused too.
   // - UDP, SCTP, DCCP...: other protocol numbers.
   // Two system calls per descriptor, as before: at 253 descriptors this is
-  // most of the helper's round trip (see the benchmark).
-  int previous[SCM_MAX_FD];
-  for (int i = 0; i < fds.count(); i++) {
-    int protocol;
-    if (GetIntOption(fds[i], SOL_SOCKET, SO_PROTOCOL, &protocol) < 0) {
-      ThrowFailure(env, "NOT_A_SOCKET", errno, {{"index", i}, {"descriptors", fds.count()}});
-      return env.Undefined();
+  // most of the helper's round trip (see the benchmark), so a large batch
+  // is shared between two threads (Batch, native/worker.cc): every
+  // descriptor is checked before any socket is touched, and a refusal names
+  // the first descriptor at fault, as a single thread would.
+  Batch batch(fds.data(), fds.count(), command);
+  batch.Run(Batch::Step::kCheck);
+  const Failure *unfit = batch.FirstFailure();
+  if (unfit != nullptr) {
+    const int i = unfit->index;
+    if (unfit->protocol < 0) {
+      ThrowFailure(env, "NOT_A_SOCKET", unfit->error, {{"index", i}, {"descriptors", fds.count()}});
+      return Outcome::kFailed;
     }
-    if (protocol != IPPROTO_TCP || GetIntOption(fds[i], SOL_TCP, TCP_REPAIR, &previous[i]) < 0) {
-      // Off the hot path: what the descriptor is, for the message.
-      int domain = -1, type = -1;
-      GetIntOption(fds[i], SOL_SOCKET, SO_DOMAIN, &domain);
-      GetIntOption(fds[i], SOL_SOCKET, SO_TYPE, &type);
-      ThrowFailure(env, "NOT_TCP", 0,
-                   {{"index", i}, {"descriptors", fds.count()}, {"domain", domain},
-                    {"type", type}, {"protocol", protocol}});
-      return env.Undefined();
-    }
+    // Off the hot path: what the descriptor is, for the message.
+    int domain = -1, type = -1;
+    GetIntOption(fds[i], SOL_SOCKET, SO_DOMAIN, &domain);
+    GetIntOption(fds[i], SOL_SOCKET, SO_TYPE, &type);
+    ThrowFailure(env, "NOT_TCP", 0,
+                 {{"index", i}, {"descriptors", fds.count()}, {"domain", domain},
+                  {"type", type}, {"protocol", unfit->protocol}});
+    return Outcome::kFailed;
   }
 
-  for (int i = 0; i < fds.count(); i++) {
-    if (SetRepair(fds[i], command) < 0) {
-      const int error = errno;
-      const int state = TcpState(fds[i]);
-      const int unrestored = RollBack(fds, previous, i);
-      ThrowFailure(env, "REPAIR_FAILED", error,
-                   {{"index", i}, {"descriptors", fds.count()}, {"command", command},
-                    {"tcpState", state}, {"rolledBack", i - unrestored},
-                    {"unrestored", unrestored}});
-      return env.Undefined();
-    }
+  batch.Run(Batch::Step::kApply);
+  const Failure *failed = batch.FirstFailure();
+  if (failed != nullptr) {
+    const int state = TcpState(fds[failed->index]);
+    int switched, unrestored;
+    batch.RollBackSwitched(&switched, &unrestored);
+    ThrowFailure(env, "REPAIR_FAILED", failed->error,
+                 {{"index", failed->index}, {"descriptors", fds.count()}, {"command", command},
+                  {"tcpState", state}, {"rolledBack", switched - unrestored},
+                  {"unrestored", unrestored}});
+    return Outcome::kFailed;
   }
 
   // send(2): the confirmation, the same byte. MSG_NOSIGNAL: a vanished passt
@@ -348,19 +509,100 @@ Napi::Value HandleMessage(const Napi::CallbackInfo &info) {
   while (sent < 0 && errno == EINTR);
   if (sent != sizeof(reply)) {
     const int error = sent < 0 ? errno : EIO;
-    const int unrestored = RollBack(fds, previous, fds.count());
+    const int unrestored = RollBack(fds.data(), batch.previous(), 0, fds.count());
     ThrowFailure(env, "REPLY_FAILED", error,
                  {{"descriptors", fds.count()}, {"command", command},
                   {"rolledBack", fds.count() - unrestored}, {"unrestored", unrestored}});
-    return env.Undefined();
+    return Outcome::kFailed;
   }
 
-  const struct timespec replied = Now();
-  Napi::Object done = Napi::Object::New(env);
-  done.Set("command", command);
-  done.Set("sockets", fds.count());
-  done.Set("nanoseconds", Milliseconds(arrived, replied) * 1e6);
-  return done;
+  served->command = command;
+  served->sockets = fds.count();
+  served->nanoseconds = Milliseconds(arrived, Now()) * 1e6;
+  return Outcome::kServed;
+}
+
+Napi::Array RunsToJs(Napi::Env env, const Run *runs, int count) {
+  Napi::Array array = Napi::Array::New(env, count);
+  for (int i = 0; i < count; i++) {
+    Napi::Object run = Napi::Object::New(env);
+    run.Set("command", runs[i].command);
+    run.Set("requests", runs[i].requests);
+    run.Set("sockets", runs[i].sockets);
+    run.Set("nanoseconds", runs[i].nanoseconds);
+    array.Set(static_cast<uint32_t>(i), run);
+  }
+  return array;
+}
+
+}  // namespace
+
+// serveRequests(sock, waitMs, nextWaitMs, sessionLeftMs, allowedCommands,
+// maxSockets, socketsLeft, maxRequests): see src/native.d.ts. The limits are
+// the rule's (src/limits.ts), enforced here before any socket of a request is
+// touched; the session's total and deadline as they stand before each one.
+Napi::Value ServeRequests(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const int sock = info[0].As<Napi::Number>().Int32Value();
+  const double wait_ms = info[1].As<Napi::Number>().DoubleValue();
+  const double next_wait_ms = info[2].As<Napi::Number>().DoubleValue();
+  const double session_left_ms = info[3].As<Napi::Number>().DoubleValue();
+  Limits limits = {info[4].As<Napi::Number>().Uint32Value(), info[5].As<Napi::Number>().Int32Value(),
+                   info[6].As<Napi::Number>().DoubleValue()};
+  const int max_requests = info[7].As<Napi::Number>().Int32Value();
+
+  const struct timespec start = Now();
+  // The end of the last reply (or the call's start): what the idle timeout
+  // counts from.
+  struct timespec idle_since = start;
+  // At most two: the call returns once the command changes.
+  Run runs[2];
+  int run_count = 0;
+  const char *end = "yield";
+  for (int served_count = 0; served_count < max_requests;) {
+    double wait = served_count == 0 ? wait_ms : next_wait_ms;
+    // The session's deadline holds for a queued request too: none is read
+    // once it has passed.
+    if (session_left_ms != HUGE_VAL) {
+      const double left = session_left_ms - Milliseconds(start, Now());
+      if (left <= 0) {
+        end = "timeout";
+        break;
+      }
+      if (wait < 0 || wait > left) wait = left;
+    }
+    Served served = {};
+    const Outcome outcome = ServeOne(env, sock, wait, served_count > 0, limits, &served);
+    if (outcome == Outcome::kFailed) {
+      // The requests confirmed before this one, for the session's counts
+      // and the audit log.
+      Napi::Error failure = env.GetAndClearPendingException();
+      failure.Value().Set("served", RunsToJs(env, runs, run_count));
+      failure.ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (outcome != Outcome::kServed) {
+      end = outcome == Outcome::kClosed ? "closed" : outcome == Outcome::kSignal ? "signal" : "timeout";
+      break;
+    }
+    served_count++;
+    idle_since = Now();
+    limits.sockets_left -= served.sockets;
+    if (run_count == 0 || runs[run_count - 1].command != served.command) runs[run_count++] = {served.command, 0, 0, 0};
+    Run &run = runs[run_count - 1];
+    run.requests++;
+    run.sockets += served.sockets;
+    run.nanoseconds += served.nanoseconds;
+    if (run_count == 2) {
+      end = "command";
+      break;
+    }
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("end", end);
+  result.Set("runs", RunsToJs(env, runs, run_count));
+  result.Set("waitedMs", Milliseconds(idle_since, Now()));
+  return result;
 }
 
 // sendFailure(sock): the failure byte (kFailureByte above), sent once before

@@ -74,16 +74,15 @@ function attemptConnection(held: HeldObject, where: string): Attempt {
   }
 }
 
-// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
 /** Gate 4 on a fresh connection; the socket is closed if the peer is refused. */
-const checkConnected = (function checkConnected(connection: ConnectedSocket): Reached {
+function checkConnected(connection: ConnectedSocket): Reached {
   try {
     return { connection, allowed: checkPeer(connection) };
   } catch (error) {
     fs.closeSync(connection.sock);
     throw error;
   }
-});
+}
 
 function connectToSocket(root: ResolutionRoot, held: HeldObject, grants: readonly Rule[], policy: Policy): Reached {
   const where = describeLocation(held.path, root.process);

@@ -44,23 +44,18 @@ export function ruleLimits(document: LimitsDocument | undefined): RuleLimits {
   };
 }
 
-// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
-/** handleMessage's allowedCommands: bit (value + 1) for each command allowed. */
-export const commandMask = (function commandMask(commands: readonly CommandName[]): number {
-  // A loop, not reduce(): its callback would be compiled at the first call.
-  let mask = 0;
-  for (const name of commands) mask |= 1 << (COMMAND_VALUES[name] + 1);
-  return mask;
-});
+/** serveRequests' allowedCommands: bit (value + 1) for each command allowed. */
+export function commandMask(commands: readonly CommandName[]): number {
+  return commands.reduce((mask, name) => mask | (1 << (COMMAND_VALUES[name] + 1)), 0);
+}
 
 /** The command names a mask allows, for messages. */
 export function commandsInMask(mask: number): CommandName[] {
   return (Object.keys(COMMAND_VALUES) as CommandName[]).filter((name) => (mask & (1 << (COMMAND_VALUES[name] + 1))) !== 0);
 }
 
-// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
 /** The limits that differ from the defaults, in words; undefined when there are none. */
-export const describeLimits = (function describeLimits(limits: RuleLimits): string | undefined {
+export function describeLimits(limits: RuleLimits): string | undefined {
   const parts: string[] = [];
   if (limits.commands.length < Object.keys(COMMAND_VALUES).length) parts.push(`commands ${limits.commands.join(', ')}`);
   if (limits.maxSocketsPerRequest < MAX_SOCKETS_PER_REQUEST) parts.push(`at most ${limits.maxSocketsPerRequest} socket(s) per request`);
@@ -68,4 +63,4 @@ export const describeLimits = (function describeLimits(limits: RuleLimits): stri
   if (limits.idleTimeout !== undefined) parts.push(`idle timeout ${limits.idleTimeout} s`);
   if (limits.sessionTimeout !== undefined) parts.push(`session timeout ${limits.sessionTimeout} s`);
   return parts.length === 0 ? undefined : parts.join(', ');
-});
+}

@@ -6,7 +6,7 @@ import { connectToPasst } from './connect';
 import { native } from './addon';
 import { ExitCode, GATE_NUMBERS, HelperError, Refusal, SIGNAL_EXIT_BASE, Stopped, UsageError, type Phase } from './errors';
 import { describeLimits } from './limits';
-import { AuditLog } from './log';
+import { AuditLog, RuntimeMessages } from './log';
 import { writeAnswer } from './output';
 import { loadPolicy } from './policy';
 import { serve } from './protocol';
@@ -83,8 +83,15 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
     const { startReporter } = require('./telemetry/reporter') as typeof import('./telemetry/reporter');
     run.reporter = startReporter(policy.sentry, sandboxAccount.name, version());
   }
+  // The runtime's own messages go to the audit log: its process.stderr
+  // would cost start-up time and calls the filter forbids (src/log).
+  new RuntimeMessages(log).install();
   // Gate 3's filter is built now: after connecting, passt is waiting.
   const filter = prepareSeccompFilter(policy.sandbox, loadAllowlist({ telemetry: run.reporter !== undefined }));
+  // The protocol loop's second thread (native/worker.cc), started while a
+  // thread may still be created and before gate 2 changes the credentials
+  // of every thread, this one's included. Without it, batches run serially.
+  native.startWorker();
   const ioUring = refuseIoUring();
 
   run.phase = 'capabilities';

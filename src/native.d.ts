@@ -3,13 +3,32 @@
 // NativeFailure; src/errors.ts turns it into words.
 
 /** A request that was applied to every socket and confirmed to passt. */
-export interface HandledRequest {
+/** Consecutive requests with the same command, served and confirmed. */
+export interface ServedRun {
   /** TCP_REPAIR_ON (1), TCP_REPAIR_OFF (0) or TCP_REPAIR_OFF_NO_WP (-1). */
   command: 1 | 0 | -1;
-  /** How many sockets the request carried: 1 to 253. */
+  requests: number;
+  /** How many sockets they carried (1 to 253 each). */
   sockets: number;
-  /** The helper's own time on it, from the request's arrival to the reply sent. */
+  /** The helper's own time on them, from each request's arrival to its reply. */
   nanoseconds: number;
+}
+
+/** What one call of serveRequests served, and why it returned. */
+export interface Served {
+  /**
+   * "yield": it served the requests it was asked to; "command": the last
+   * request's command differs from the one before it; "timeout": a wait
+   * ended (its limit, or the session's deadline before a request was read);
+   * "signal": SIGTERM, SIGINT or SIGHUP was recorded before a request was
+   * read (native/signals.cc); "closed": passt closed the connection (EOF or
+   * ECONNRESET).
+   */
+  end: 'yield' | 'command' | 'timeout' | 'signal' | 'closed';
+  /** In order; at most two (the call returns when the command changes). */
+  runs: ServedRun[];
+  /** Milliseconds since the last reply, or since the call began when none was served. */
+  waitedMs: number;
 }
 
 /** What a native call throws: a stable code and the numbers behind it. */
@@ -125,17 +144,37 @@ export interface Native {
   /** pidfd_open(2) of `pid` (close-on-exec). Throws PIDFD_FAILED with errno. */
   pidfdOpen(pid: number): number;
   /**
-   * Waits for one request on `sock` (at most `waitMs` milliseconds; negative:
-   * no limit), receives it, checks its shape, the rule's limits and every
-   * descriptor, applies TCP_REPAIR to all of them or to none, and replies.
-   * `allowedCommands` has bit (command + 1) set for each command the rule
-   * allows; `maxSockets` is the most one request may carry; `socketsLeft`
-   * what the session may still carry (Infinity: no limit). Returns null when
-   * passt has closed the connection (EOF or ECONNRESET), 'signal' when
-   * SIGTERM, SIGINT or SIGHUP was recorded before a request was read
-   * (native/signals.cc), 'timeout' when `waitMs` passed first.
+   * Serves up to `maxRequests` requests on `sock`, one after the other: for
+   * each, waits for it, receives it, checks its shape, the rule's limits and
+   * every descriptor, applies TCP_REPAIR to all of them or to none, and
+   * replies. The first wait lasts at most `waitMs` milliseconds (negative:
+   * no limit), each one after a reply at most `nextWaitMs`; no request is
+   * read once `sessionLeftMs` (Infinity: no limit) have passed since the
+   * call. `allowedCommands` has bit (command + 1) set for each command the
+   * rule allows; `maxSockets` is the most one request may carry;
+   * `socketsLeft` what the session may still carry (Infinity: no limit),
+   * less what each request served takes. A refused or failed request throws
+   * a NativeFailure (src/errors.ts) with its sockets as they were and, in
+   * `served`, the ServedRun[] confirmed before it; nothing after it is read.
    */
-  handleMessage(sock: number, waitMs: number, allowedCommands: number, maxSockets: number, socketsLeft: number): HandledRequest | null | 'signal' | 'timeout';
+  serveRequests(
+    sock: number,
+    waitMs: number,
+    nextWaitMs: number,
+    sessionLeftMs: number,
+    allowedCommands: number,
+    maxSockets: number,
+    socketsLeft: number,
+    maxRequests: number,
+  ): Served;
+  /**
+   * Starts the thread that takes half of each batch's per-descriptor system
+   * calls (native/worker.cc), once; before gate 2 (whose credential changes
+   * reach every thread) and gate 3 (after which no thread can be created).
+   * Returns whether it runs; without it serveRequests does all the work on
+   * the calling thread.
+   */
+  startWorker(): boolean;
   /**
    * Sends the failure byte (0x80) on `sock` without waiting: what passt
    * reads when the helper closes for any reason but passt's own EOF.

@@ -29,20 +29,18 @@ export function catchSignals(): void {
   native.catchSignals();
 }
 
-// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
 /** Throws Stopped if a signal has been recorded: called between two synchronous steps. */
-export const checkSignals = (function checkSignals(): void {
+export function checkSignals(): void {
   const signal = native.pendingSignal();
   if (signal !== 0) throw new Stopped(signal);
-});
+}
 
-// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
 /** Settles as `work` does, or rejects with Stopped as soon as a signal arrives, whichever comes first. */
-export const untilSignalled = (async function untilSignalled<T>(work: Promise<T>): Promise<T> {
+export async function untilSignalled<T>(work: Promise<T>): Promise<T> {
   checkSignals();
   try {
     return await Promise.race([work, new Promise<never>((_resolve, reject) => (endWait = reject))]);
   } finally {
     endWait = undefined;
   }
-});
+}

@@ -19,12 +19,12 @@ t.test('a small run reports every figure, verifies every socket and gives numeri
   const result = JSON.parse(run.stdout) as BenchResult;
   t.same(result.parameters, { connections: 300, rounds: 2, spawns: 2, batchSize: 253 });
 
-  for (const key of ['passtRepair', 'cFloor', 'cFloorChecked', 'exchangeFloor', 'bareNode'] as const) {
+  for (const key of ['passtRepair', 'cFloor', 'cFloorChecked', 'cFloorLateClose', 'exchangeFloor', 'bareNode'] as const) {
     for (const field of ['startupMs', 'rssAtStartMiB', 'peakRssMiB'] as const) {
       t.ok(result.helpers[key][field] > 0, `${key}.${field} is a positive number`);
     }
   }
-  for (const key of ['passtRepair', 'cFloor', 'cFloorChecked', 'exchangeFloor'] as const) {
+  for (const key of ['passtRepair', 'cFloor', 'cFloorChecked', 'cFloorLateClose', 'exchangeFloor'] as const) {
     const helper = result.helpers[key];
     for (const field of ['firstRequestUs', 'batchP50Us', 'batchP99Us', 'socketsPerSecond', 'onOffMs'] as const) {
       t.type(helper[field], 'number', `${key}.${field}`);
@@ -37,8 +37,8 @@ t.test('a small run reports every figure, verifies every socket and gives numeri
   t.equal(result.helpers.bareNode.batchP50Us, undefined, 'the bare Node.js floor switches no sockets');
   t.equal(result.helpers.bareNode.firstRequestUs, undefined, 'the bare Node.js floor takes no request');
 
-  // A warm-up round and 2 timed rounds, ON and OFF, for each of the 3 helpers that switch (the exchange floor does not).
-  t.same(result.verification, { sockets: 300, passes: 18, checks: 5400, allVerified: true });
+  // A warm-up round and 2 timed rounds, ON and OFF, for each of the 4 helpers that switch (the exchange floor does not).
+  t.same(result.verification, { sockets: 300, passes: 24, checks: 7200, allVerified: true });
 
   for (const name of ['batchP50', 'socketsPerSecond', 'onOff', 'firstRequest', 'startup', 'peakRss'] as const) {
     const target = result.targets[name];
@@ -51,19 +51,31 @@ t.test('a small run reports every figure, verifies every socket and gives numeri
     t.ok(Number.isFinite(ratio.ratio) && ratio.ratio > 0, `against the bare floor: ${name} ratio is a number`);
     t.match(ratio.description, / C floor$/);
   }
+  for (const set of [result.design.floor, result.design.helperOverDesign])
+    for (const name of ['batchP50', 'socketsPerSecond', 'onOff'] as const) t.ok(Number.isFinite(set[name].ratio) && set[name].ratio > 0, `design: ${name} ratio is a number`);
+  t.ok(Number.isFinite(result.design.helperOverDesign.batchP50AddedUs), "the helper's own overhead in µs is a number");
   for (const [name, value] of Object.entries(result.perDescriptorNs)) t.ok(Number.isFinite(value), `per descriptor: ${name} is a number`);
-  for (const costs of [result.filter.bare, result.filter.filtered])
-    for (const value of Object.values(costs)) t.ok(value > 0, 'a getsockopt costs some ns');
+  for (const costs of [result.filter.bare, result.filter.filtered]) {
+    t.same(Object.keys(costs), ['getsockopt SO_PROTOCOL', 'getsockopt TCP_REPAIR', 'setsockopt TCP_REPAIR', 'recvmsg', 'sendto', 'close_range', 'ppoll'], 'every hot call is timed');
+    for (const value of Object.values(costs)) t.ok(value > 0, 'a system call costs some ns');
+  }
+  t.ok(Number.isFinite(result.filter.perBatchUs), "the filter's cost per batch is a number");
   t.ok(result.passtSide.batchP50Us > 0 && result.passtSide.shareOfHelper > 0, "passt's side has its own floor");
 });
 
 t.test('the human-readable table names every target with PASS or MISS', async (t) => {
   const run = bench('--connections', '20', '--rounds', '1', '--spawns', '1');
   t.equal(run.status, 0, run.stderr);
-  for (const label of ['passt-repair', 'C floor', "C floor with the helper's checks", 'exchange floor', 'bare Node.js floor']) t.match(run.stdout, label);
+  for (const label of ['passt-repair', 'C floor', "C floor with the helper's checks", 'C floor, checked, closes after the reply', 'exchange floor', 'bare Node.js floor'])
+    t.match(run.stdout, label);
   t.equal(run.stdout.match(/ (PASS|MISS)$/gm)?.length, 6);
+  t.match(run.stdout, /^the design in C \(C floor, checked, closes after the reply\) \/ checked C floor: batch p50 \d+\.\d\dx, sockets\/s \d+\.\d\dx, ON\+OFF \d+\.\d\dx$/m);
+  t.match(run.stdout, /^passt-repair \/ that design floor \(the helper's own overhead\): batch p50 \d+\.\d\dx, .*; batch p50 [+-]\d+\.\d µs$/m);
   t.match(run.stdout, /^against the bare C floor \(as passt's C helper\): batch p50 \/ C floor \d+\.\d\dx, /m);
-  t.match(run.stdout, /^seccomp filter per call: SO_PROTOCOL [+-]\d+ ns, TCP_REPAIR [+-]\d+ ns$/m);
+  t.match(
+    run.stdout,
+    /^seccomp filter per call: getsockopt SO_PROTOCOL [+-]\d+ ns, getsockopt TCP_REPAIR [+-]\d+ ns, setsockopt TCP_REPAIR [+-]\d+ ns, recvmsg [+-]\d+ ns, sendto [+-]\d+ ns, close_range [+-]\d+ ns, ppoll [+-]\d+ ns; per batch of 20 [+-]\d+\.\d µs$/m,
+  );
   t.match(run.stdout, /^passt's side \(exchange floor: receive, close, reply\): batch p50 \d+\.\d µs, \d+% of the helper's$/m);
 });
 

@@ -6,7 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { acceptHelper, HELPER, openDescriptors, passt, ROOT, startHelper, TCP_REPAIR_ON, writePolicy, type HelperRun, NODE, RUNTIME_LAUNCHER } from './passt-double/passt-double';
-import { loopbackConnections, temporaryDirectory, unusualLines, withoutStrace } from './lib';
+import { loopbackConnections, temporaryDirectory, unusualLines, straceMissing } from './lib';
 
 const NET_ADMIN = 1n << 12n;
 const DAC_OVERRIDE = 1n << 1n;
@@ -279,7 +279,7 @@ t.test('a thread that reuses the id of one the first step verified is caught too
   t.match(second.outcome, new RegExp(`^thread ${second.started} started after gate 2's first step`), 'refused, naming the thread');
 });
 
-t.test('before connecting, every thread but the main one is already in its final state (held in connect(2) by strace)', { skip: withoutStrace() }, async (t) => {
+t.test('before connecting, every thread but the main one is already in its final state (held in connect(2) by strace)', { skip: straceMissing() }, async (t) => {
   const socketDir = temporaryDirectory();
   const socketPath = path.join(socketDir, 'passt.repair');
   const policy = writePolicy(temporaryDirectory(), { version: 1, rules: [{ name: 'test', sockets: [`${socketDir}/*.repair`], peer: { sameOwner: false } }] });

@@ -11,7 +11,7 @@
 // passt's side), no descriptor leaked.
 //
 // REQUESTS of them drive the helper's own request handler (its addon's
-// handleMessage) in this process over real socket pairs; a sample of
+// serveRequests, one request a call) in this process over real socket pairs; a sample of
 // PROCESS_SAMPLE goes to the real helper process under its real filter,
 // which must exit 0 or 1 and never die by a signal. The seed is printed; a
 // failure reproduces with PASST_REPAIR_FUZZ_SEED=SEED.
@@ -21,6 +21,7 @@ import * as net from 'node:net';
 import { native } from '../src/addon';
 import { commandMask } from '../src/limits';
 import { isNativeFailure } from '../src/errors';
+import type { Served } from '../src/native.d';
 import { awaitReply, FAILURE_BYTE, passt, TCP_REPAIR_OFF_NO_WP } from './passt-double/passt-double';
 import { startSession } from './lib';
 
@@ -38,11 +39,11 @@ const EAGAIN = 11;
 
 /**
  * The request handler with a rule that sets no limit: every command, 253
- * sockets a request, no session total. No wait: the request, when one was
- * sent, is already queued.
+ * sockets a request, no session total. One request, no wait: the request,
+ * when one was sent, is already queued.
  */
-function handle(sock: number): unknown {
-  return native.handleMessage(sock, 0, commandMask(['TCP_REPAIR_ON', 'TCP_REPAIR_OFF', 'TCP_REPAIR_OFF_NO_WP']), 253, Infinity);
+function handle(sock: number): Served {
+  return native.serveRequests(sock, 0, 0, Infinity, commandMask(['TCP_REPAIR_ON', 'TCP_REPAIR_OFF', 'TCP_REPAIR_OFF_NO_WP']), 253, Infinity, 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -310,10 +311,11 @@ t.test(`${REQUESTS} malformed requests to the helper's request handler, in-proce
     const sent = passt.sendRaw(passtEnd, request.data, controlBuffer(request.control));
     let outcome: string;
     try {
-      const handled = handle(helperEnd) as { command: number; sockets: number } | null | 'timeout' | 'signal';
+      const handled = handle(helperEnd);
       // 'timeout': nothing was queued (the handler does not wait here).
-      outcome = handled === null ? 'end' : handled === 'timeout' ? 'nothing sent' : handled === 'signal' ? 'signal' : 'confirmed';
-      if (typeof handled === 'object' && handled !== null && handled.sockets !== request.delivered.length) failures.push(`#${i} (${request.defect}): ${handled.sockets} socket(s) confirmed, ${request.delivered.length} sent`);
+      outcome = { closed: 'end', timeout: 'nothing sent', signal: 'signal', yield: 'confirmed', command: 'confirmed' }[handled.end];
+      const confirmed = handled.runs.reduce((sum, run) => sum + run.sockets, 0);
+      if (confirmed !== (handled.end === 'yield' ? request.delivered.length : 0)) failures.push(`#${i} (${request.defect}): ${confirmed} socket(s) confirmed, ${request.delivered.length} sent`);
     } catch (error) {
       if (!isNativeFailure(error)) throw error;
       outcome = error.code === 'RECEIVE_FAILED' && error.errno === EAGAIN ? 'nothing sent' : error.code;

@@ -74,17 +74,27 @@ export interface Session {
   dir: string;
 }
 
-/** Listens on DIR/passt.repair, starts the helper on it and accepts it. */
-export async function startSession(helperArgs: (socketPath: string, dir: string) => string[] = (p) => [p]): Promise<Session> {
+/** Listens on DIR/passt.repair, starts the helper on it (through `command`, if given: startHelper's) and accepts it. */
+export async function startSession(helperArgs: (socketPath: string, dir: string) => string[] = (p) => [p], command?: readonly string[]): Promise<Session> {
   const dir = temporaryDirectory();
   const socketPath = path.join(dir, 'passt.repair');
   const listener = passt.listenUnix(socketPath);
-  const helper = startTestHelper(helperArgs(socketPath, dir));
+  const helper = startTestHelper(helperArgs(socketPath, dir), command);
   try {
-    const sock = await acceptHelper(listener);
+    const sock = await acceptHelper(listener, command === undefined ? undefined : 20_000);
     return { helper, sock, dir };
   } finally {
     fs.closeSync(listener);
+  }
+}
+
+/** A tap skip message when strace (whose fault and delay injection holds the helper between two steps) is missing; false when it is there. */
+export function straceMissing(): string | false {
+  try {
+    execFileSync('strace', ['-V'], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return 'SKIPPED: strace is not installed (./run installs it: DEBIAN_PACKAGES)';
   }
 }
 
@@ -100,15 +110,6 @@ export function unusualLines(stderr: string): string[] {
   return stderr.split('\n').filter((line) => line !== '' && !ROUTINE.test(line));
 }
 
-/** A test's skip reason when strace, which holds the helper between two steps, is missing; false when it is there. */
-export function withoutStrace(): string | false {
-  try {
-    execFileSync('strace', ['-V'], { stdio: 'ignore' });
-    return false;
-  } catch {
-    return 'SKIPPED: strace is not installed (./run installs it: DEBIAN_PACKAGES)';
-  }
-}
 
 /** The unprivileged account passt's side runs as in the other-uid tests (setpriv). */
 export const NOBODY = 65534;

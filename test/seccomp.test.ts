@@ -241,3 +241,18 @@ t.test('on a terminal, the helper exits under its filter (Node restores the term
     t.same([exit.code, exit.signal], [code, null], `command ${command}: exit ${code}, not killed`);
   }
 });
+
+t.test("under the helper's filter, the runtime's warnings and a fatal error's stack still reach standard error", async (t) => {
+  const script = path.join(ROOT, 'dist/test/fixtures/runtime-messages.js');
+  const run = (mode: 'stand-in' | 'none') => runClean([RUNTIME_LAUNCHER, NODE, '--disable-sigusr1', '--disallow-code-generation-from-strings', script, mode]);
+  // Without the stand-in, the runtime creates process.stderr (a pipe here)
+  // with calls the filter forbids: the warning kills it.
+  const bare = run('none');
+  t.equal(bare.signal, 'SIGSYS', "the runtime's own process.stderr is killed by the filter");
+  const served = run('stand-in');
+  t.equal(served.signal, null, 'not killed');
+  t.equal(served.status, 1, 'the uncaught exception ends it with 1');
+  t.equal(served.stdout, 'warned\n');
+  t.match(served.stderr, /^passt-repair: \(node:\d+\) Warning: a runtime warning after the filter$/m, 'the warning is an audit log line');
+  t.match(served.stderr, /Error: a fatal error after the filter/, "the fatal error's stack is printed");
+});

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { acceptHelper, awaitReply, FAILURE_BYTE, HELPER, passt, TCP_REPAIR_ON, type HelperRun } from './passt-double/passt-double';
-import { loopbackConnections, repairStates, startSession, startTestHelper, temporaryDirectory, withoutStrace, type Loopback } from './lib';
+import { loopbackConnections, repairStates, startSession, startTestHelper, straceMissing, temporaryDirectory, type Loopback } from './lib';
 
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 type Signal = (typeof SIGNALS)[number];
@@ -77,7 +77,7 @@ SIGNALS.forEach((signal, index) => {
     fs.rmSync(dir, { recursive: true });
   });
 
-  t.test(`${signal} between two gates (held in seccomp(2) by strace): nothing is served`, { skip: withoutStrace() }, async (t) => {
+  t.test(`${signal} between two gates (held in seccomp(2) by strace): nothing is served`, { skip: straceMissing() }, async (t) => {
     const dir = temporaryDirectory();
     const socketPath = path.join(dir, 'passt.repair');
     const listener = passt.listenUnix(socketPath);
@@ -115,7 +115,7 @@ SIGNALS.forEach((signal, index) => {
     fs.closeSync(session.sock);
   });
 
-  t.test(`${signal} inside a batch (setsockopt slowed by strace): the batch is finished and confirmed, then the helper stops`, { skip: withoutStrace() }, async (t) => {
+  t.test(`${signal} inside a batch (setsockopt slowed by strace): the batch is finished and confirmed, then the helper stops`, { skip: straceMissing() }, async (t) => {
     const dir = temporaryDirectory();
     const socketPath = path.join(dir, 'passt.repair');
     const listener = passt.listenUnix(socketPath);

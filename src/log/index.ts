@@ -7,6 +7,7 @@
 // It never blocks the protocol: standard error is non-blocking when it is a
 // pipe or a socket, and a line the reader has no room for is dropped and
 // counted (writer.ts); the last line reports how many.
+import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import { constants } from 'node:os';
 import { native } from '../addon';
@@ -99,5 +100,44 @@ export class AuditLog {
     }
     const prefix = this.#journal ? `<${PRIORITIES[level]}>` : '';
     this.#writer.write(lines.map((line) => `${prefix}${line}\n`).join(''));
+  }
+}
+
+/**
+ * What the serving helper puts in place of process.stderr: the runtime's own
+ * messages (a warning from process.emitWarning, printed with console.error)
+ * become "warning" events of the audit log, escaped like any other line.
+ *
+ * Node.js creates process.stderr on first use, and for a pipe or a socket
+ * that loads its stream and net modules (about 7 ms, before connect) and
+ * makes calls the seccomp filter forbids (ioctl FIONBIO; getsockname on a
+ * socket such as the journal's), so a warning or a fatal exception after
+ * the filter would end the helper with SIGSYS instead of a message. This
+ * stand-in needs neither: it has what the runtime's callers use (write, the
+ * events console.error listens for, isTTY for the colour check of a fatal
+ * exception's stack, which Node.js itself prints to descriptor 2).
+ */
+export class RuntimeMessages extends EventEmitter {
+  readonly fd = STDERR;
+  readonly isTTY = false;
+  readonly writable = true;
+
+  constructor(private readonly log: AuditLog) {
+    super();
+  }
+
+  write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
+    const text = Buffer.isBuffer(chunk) ? chunk.toString('utf8') : String(chunk);
+    const lines = text.split('\n').filter((line) => line !== '');
+    if (lines.length > 0) this.log.write('warning', 'warning', lines);
+    const done = typeof encoding === 'function' ? encoding : callback;
+    // As a stream does: with null, no error (console.error checks for null).
+    if (typeof done === 'function') process.nextTick(done as (error: null) => void, null);
+    return true;
+  }
+
+  /** Puts it in place of process.stderr, before anything has created the runtime's own. */
+  install(): void {
+    Object.defineProperty(process, 'stderr', { value: this, configurable: true, enumerable: true, writable: false });
   }
 }

@@ -13,14 +13,13 @@ export type { LogFormat, Policy, ProcessRootRule, Rule, PeerRule, SentryInclude,
 import type { PeerCredentials } from '../native.d';
 import type { Rule } from './load';
 
-// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
 /** Why `rule` does not allow the peer, or undefined if it does. */
-export const peerRefusal = (function peerRefusal(rule: Rule, peer: PeerCredentials, socketOwner: number): string | undefined {
+export function peerRefusal(rule: Rule, peer: PeerCredentials, socketOwner: number): string | undefined {
   if (rule.peer.sameOwner && peer.uid !== socketOwner) return `uid ${peer.uid} does not own the socket (uid ${socketOwner} does)`;
   if (rule.peer.uids !== undefined && !rule.peer.uids.includes(peer.uid)) return `uid ${peer.uid} is not in uids [${rule.peer.uids.join(', ')}]`;
   if (rule.peer.gids !== undefined && !rule.peer.gids.includes(peer.gid)) return `gid ${peer.gid} is not in gids [${rule.peer.gids.join(', ')}]`;
   return undefined;
-});
+}
 
 /** What a rule asks of the peer, in words, for --explain. */
 export function describePeerRule(rule: Rule): string {

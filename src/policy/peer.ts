@@ -9,11 +9,10 @@ import { peerRefusal } from './index';
 import type { Rule } from './load';
 import { describeLocation } from './path-gate';
 
-// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
-const describePeer = (function describePeer(peer: PeerCredentials): string {
+function describePeer(peer: PeerCredentials): string {
   const alive = peer.alive === false ? ' (exited since it listened)' : '';
   return `pid ${peer.pid}${alive}, uid ${peer.uid}, gid ${peer.gid}`;
-});
+}
 
 export interface AllowedPeer {
   /** The rule that allows both the path and the peer. */
@@ -25,13 +24,12 @@ export interface AllowedPeer {
   description: string;
 }
 
-// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
 /**
  * Returns the rule that allows the peer on `connection`, or throws a refusal
  * (gate 4, exit 1) naming the peer. Called by src/connect.ts right after
  * each connect(), so that in directory mode a refused peer is skipped.
  */
-export const checkPeer = (function checkPeer(connection: ConnectedSocket): AllowedPeer {
+export function checkPeer(connection: ConnectedSocket): AllowedPeer {
   let peer: PeerCredentials;
   try {
     peer = native.peerCredentials(connection.sock);
@@ -48,4 +46,4 @@ export const checkPeer = (function checkPeer(connection: ConnectedSocket): Allow
     refusals.push(`rule "${rule.name}": ${refusal}`);
   }
   throw new Refusal('peer', `peer refused on ${describeLocation(connection.path, connection.rootProcess)}: ${describePeer(peer)}; ${refusals.join('; ')}`);
-});
+}

@@ -130,11 +130,10 @@ function verifyThread(tid: number, found: OwnCredentials, expected: OwnCredentia
   if (found.noNewPrivs !== 1) wrong('NoNewPrivs', found.noNewPrivs, 1);
 }
 
-// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
 /** Closes the descriptors that hold the threads. */
-const release = (function release(threads: readonly HeldThread[]): void {
+function release(threads: readonly HeldThread[]): void {
   for (const { fd } of threads) fs.closeSync(fd);
-});
+}
 
 /**
  * Gate 2, first step, before connecting. Every thread but the main one
@@ -220,14 +219,13 @@ export function dropToReachSocket(user: string): Privileges {
   return { change: { keep: [CAP_NET_ADMIN], lastCapability: last, lockSecurebits: false, dropBoundingSet: setpcap, ids }, final, threads };
 }
 
-// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
 /**
  * Gate 2, second step, once connected and the peer checked: the main
  * thread takes the final state the others took in the first step and is
  * read back; then every thread of the process must be one the first step
  * held. The held descriptors are closed.
  */
-export const dropToNetAdmin = (function dropToNetAdmin(privileges: Privileges): void {
+export function dropToNetAdmin(privileges: Privileges): void {
   try {
     let late: number[];
     try {
@@ -244,7 +242,7 @@ export const dropToNetAdmin = (function dropToNetAdmin(privileges: Privileges): 
   } finally {
     release(privileges.threads);
   }
-});
+}
 
 /**
  * The telemetry forwarder's check of itself (src/telemetry/sandbox.ts):

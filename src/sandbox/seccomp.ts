@@ -171,13 +171,11 @@ function filterFailure(error: unknown, rules: readonly SeccompRule[], fallbackFi
 /**
  * Gate 3's first half, before the helper connects: the filter built from the
  * allowlist (read while still privileged, loadAllowlist) and its program
- * generated, so that passt never waits for it. Also creates what the
- * runtime makes lazily with calls the filter forbids: Node creates
- * process.stderr on first use (ioctl FIONBIO, getsockname for a socket such
- * as journald's), and the helper's messages after the filter need it.
+ * generated, so that passt never waits for it. The runtime must not create
+ * process.stderr after the filter (Node.js does so with calls the filter
+ * forbids): the serving helper replaces it first (RuntimeMessages, src/log).
  */
 export function prepareSeccompFilter(settings: SandboxSettings, rules: readonly SeccompRule[]): PreparedSeccompFilter {
-  void process.stderr;
   try {
     return native.prepareSeccompFilter(rules, settings.seccomp);
   } catch (error) {
@@ -208,7 +206,6 @@ export function refuseIoUring(): IoUringCheck {
   }
 }
 
-// Parenthesized: V8 compiles it when the module loads, not at its first call after connect (HACKING.md).
 /**
  * Gate 3, after the peer check: the prepared filter loaded on every thread,
  * refused if an io_uring instance is open (looked for again only when one
@@ -216,13 +213,13 @@ export function refuseIoUring(): IoUringCheck {
  * in the allowlist ends the process (or, in log mode, is logged by the
  * kernel).
  */
-export const installSeccompFilter = (function installSeccompFilter(filter: PreparedSeccompFilter, ioUring: IoUringCheck): void {
+export function installSeccompFilter(filter: PreparedSeccompFilter, ioUring: IoUringCheck): void {
   try {
     native.loadSeccompFilter(filter, ioUring.creatable);
   } catch (error) {
     throw filterFailure(error, [], ALLOWLIST);
   }
-});
+}
 
 /**
  * A filter for the forwarder: every call allowed but those `rules` deny

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // npm run bench: plays passt against the real helper and the floors written
-// for the comparison (test/bench/floor.c, built three times: bare, as passt's
-// C helper behaves; with the helper's per-descriptor checks; and switching
-// nothing, the benchmark's own side; test/bench/bare-node.ts), then prints
+// for the comparison (test/bench/floor.c, built four times: bare, as passt's
+// C helper behaves; with the helper's per-descriptor checks; with those
+// checks and the helper's design, descriptors closed after the reply; and
+// switching nothing, the benchmark's own side; test/bench/bare-node.ts), then prints
 // each helper's figures and the ratios against the project's targets, and
 // what the seccomp filter costs per call (test/bench/filter-cost.ts).
 // passt's side runs in native loops (test/native/passt-double.cc).
@@ -19,6 +20,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { HOT_CALLS, type CallCosts } from './filter-cost';
 import { HELPER, ROOT, TCP_REPAIR_OFF, TCP_REPAIR_OFF_NO_WP, TCP_REPAIR_ON, passt, writePolicy, NODE, RUNTIME_LAUNCHER } from '../passt-double/passt-double';
 
 const SCM_MAX_FD = 253;
@@ -47,6 +49,8 @@ const C_FLOOR_SOURCE = path.join(ROOT, 'test/bench/floor.c');
 const C_FLOOR = path.join(ROOT, 'test/build/bench/floor');
 // The same source built with -DCHECKED: the helper's two getsockopt checks per descriptor.
 const C_FLOOR_CHECKED = path.join(ROOT, 'test/build/bench/floor-checked');
+// With -DCHECKED -DLATE_CLOSE: the helper's design in C (checks, setsockopt, reply, then close_range).
+const C_FLOOR_LATE_CLOSE = path.join(ROOT, 'test/build/bench/floor-late-close');
 // And with -DEXCHANGE: receive, close, reply; passt's side and the kernel's passage of the descriptors.
 const C_FLOOR_EXCHANGE = path.join(ROOT, 'test/build/bench/floor-exchange');
 const BARE_NODE = path.join(ROOT, 'dist/test/bench/bare-node.js');
@@ -74,7 +78,7 @@ bare Node.js process (test/bench/bare-node.ts), and prints the ratios to the tar
 `;
 
 interface HelperSpec {
-  key: 'passtRepair' | 'cFloor' | 'cFloorChecked' | 'exchangeFloor' | 'bareNode';
+  key: 'passtRepair' | 'cFloor' | 'cFloorChecked' | 'cFloorLateClose' | 'exchangeFloor' | 'bareNode';
   label: string;
   command: string[];
   env: NodeJS.ProcessEnv;
@@ -94,6 +98,14 @@ function helperSpecs(policy: string): HelperSpec[] {
       key: 'cFloorChecked',
       label: "C floor with the helper's checks",
       command: [C_FLOOR_CHECKED],
+      env: HELPER_ENVIRONMENT,
+      takesRequests: true,
+      switchesSockets: true,
+    },
+    {
+      key: 'cFloorLateClose',
+      label: 'C floor, checked, closes after the reply',
+      command: [C_FLOOR_LATE_CLOSE],
       env: HELPER_ENVIRONMENT,
       takesRequests: true,
       switchesSockets: true,
@@ -234,9 +246,14 @@ function parseOptions(args: string[]): Options {
   return options;
 }
 
-/** Compiles the C floors (bare, -DCHECKED, -DEXCHANGE) when a binary is missing or older than the source. */
+/** Compiles the C floors (bare, -DCHECKED, -DCHECKED -DLATE_CLOSE, -DEXCHANGE) when a binary is missing or older than the source. */
 function buildCFloors(): void {
-  const floors = [[C_FLOOR, []], [C_FLOOR_CHECKED, ['-DCHECKED']], [C_FLOOR_EXCHANGE, ['-DEXCHANGE']]] as const;
+  const floors = [
+    [C_FLOOR, []],
+    [C_FLOOR_CHECKED, ['-DCHECKED']],
+    [C_FLOOR_LATE_CLOSE, ['-DCHECKED', '-DLATE_CLOSE']],
+    [C_FLOOR_EXCHANGE, ['-DEXCHANGE']],
+  ] as const;
   for (const [binary, defines] of floors) {
     const built = fs.statSync(binary, { throwIfNoEntry: false });
     if (built && built.mtimeMs >= fs.statSync(C_FLOOR_SOURCE).mtimeMs) continue;
@@ -499,18 +516,14 @@ async function measureSwitching(
 
 // ---------------------------------------------------------------- the filter's cost
 
-interface CallCosts {
-  soProtocolNs: number;
-  tcpRepairNs: number;
-}
-
 interface FilterCost {
   calls: number;
+  /** ns per call, without and with the helper's filter. */
   bare: CallCosts;
   filtered: CallCosts;
 }
 
-/** test/bench/filter-cost.ts in the helper's runtime and sandbox: the request loop's getsockopt calls with and without the filter. */
+/** test/bench/filter-cost.ts in the helper's runtime and sandbox: the protocol loop's system calls with and without the filter. */
 function measureFilterCost(): FilterCost {
   const run = spawnSync(RUNTIME_LAUNCHER, [NODE, ...HELPER_NODE_FLAGS, FILTER_COST, String(FILTER_PROBE_CALLS)], { encoding: 'utf8' });
   if (run.status !== 0) throw new BenchBroke(`${FILTER_COST} failed (${run.signal ?? `exit ${run.status}`}): ${run.stderr.trim()}`);
@@ -573,13 +586,28 @@ export interface BenchResult {
   /** Against the bare C floor (what passt's own C helper does): ratios, no verdict. */
   againstBareFloor: { batchP50: Ratio; socketsPerSecond: Ratio; onOff: Ratio };
   /**
+   * The helper's design in C (checked, closes after the reply) against the
+   * checked floor: what the design itself reaches; and the helper against
+   * that floor: what the helper's own machinery (Node.js, N-API, JavaScript,
+   * seccomp, its wait for a request) adds, with the batch p50 difference.
+   */
+  design: {
+    floor: { batchP50: Ratio; socketsPerSecond: Ratio; onOff: Ratio };
+    helperOverDesign: { batchP50: Ratio; socketsPerSecond: Ratio; onOff: Ratio; batchP50AddedUs: number };
+  };
+  /**
    * What each step costs per descriptor, in ns: setsockopt (bare floor minus
    * exchange floor), the two checks together (checked floor minus bare
    * floor), each check alone (a native getsockopt loop), and what the
    * seccomp filter adds to each check.
    */
   perDescriptorNs: { setsockopt: number; checks: number; soProtocol: number; tcpRepair: number; filterOnSoProtocol: number; filterOnTcpRepair: number };
-  filter: FilterCost;
+  filter: FilterCost & {
+    /** What the filter adds to each of the protocol loop's calls, ns. */
+    addedNs: CallCosts;
+    /** ... and to a full batch: three calls a descriptor, four a request (µs). */
+    perBatchUs: number;
+  };
   /** The benchmark's own side: the exchange floor's share of the helper's batch p50. */
   passtSide: { batchP50Us: number; shareOfHelper: number };
 }
@@ -617,8 +645,9 @@ function summarize(
       }),
     };
   }
-  const { passtRepair, cFloor, cFloorChecked, exchangeFloor, bareNode } = result;
+  const { passtRepair, cFloor, cFloorChecked, cFloorLateClose, exchangeFloor, bareNode } = result;
   const batchSize = Math.min(SCM_MAX_FD, options.connections);
+  const added = Object.fromEntries(HOT_CALLS.map((call) => [call, filter.filtered[call] - filter.bare[call]])) as CallCosts;
   const onOff = `${options.connections} sockets ON then OFF`;
   return {
     parameters: { connections: options.connections, rounds: options.rounds, spawns: options.spawns, batchSize },
@@ -637,15 +666,38 @@ function summarize(
       socketsPerSecond: { description: 'sockets per second / C floor', ratio: passtRepair.socketsPerSecond! / cFloor.socketsPerSecond! },
       onOff: { description: `${onOff} / C floor`, ratio: passtRepair.onOffMs! / cFloor.onOffMs! },
     },
+    design: {
+      floor: {
+        batchP50: { description: 'batch p50', ratio: cFloorLateClose.batchP50Us! / cFloorChecked.batchP50Us! },
+        socketsPerSecond: { description: 'sockets/s', ratio: cFloorLateClose.socketsPerSecond! / cFloorChecked.socketsPerSecond! },
+        onOff: { description: 'ON+OFF', ratio: cFloorLateClose.onOffMs! / cFloorChecked.onOffMs! },
+      },
+      helperOverDesign: {
+        batchP50: { description: 'batch p50', ratio: passtRepair.batchP50Us! / cFloorLateClose.batchP50Us! },
+        socketsPerSecond: { description: 'sockets/s', ratio: passtRepair.socketsPerSecond! / cFloorLateClose.socketsPerSecond! },
+        onOff: { description: 'ON+OFF', ratio: passtRepair.onOffMs! / cFloorLateClose.onOffMs! },
+        batchP50AddedUs: passtRepair.batchP50Us! - cFloorLateClose.batchP50Us!,
+      },
+    },
     perDescriptorNs: {
       setsockopt: ((cFloor.batchP50Us! - exchangeFloor.batchP50Us!) * 1e3) / batchSize,
       checks: ((cFloorChecked.batchP50Us! - cFloor.batchP50Us!) * 1e3) / batchSize,
-      soProtocol: filter.bare.soProtocolNs,
-      tcpRepair: filter.bare.tcpRepairNs,
-      filterOnSoProtocol: filter.filtered.soProtocolNs - filter.bare.soProtocolNs,
-      filterOnTcpRepair: filter.filtered.tcpRepairNs - filter.bare.tcpRepairNs,
+      soProtocol: filter.bare['getsockopt SO_PROTOCOL'],
+      tcpRepair: filter.bare['getsockopt TCP_REPAIR'],
+      filterOnSoProtocol: added['getsockopt SO_PROTOCOL'],
+      filterOnTcpRepair: added['getsockopt TCP_REPAIR'],
     },
-    filter,
+    filter: {
+      ...filter,
+      addedNs: added,
+      perBatchUs:
+        (batchSize * (added['getsockopt SO_PROTOCOL'] + added['getsockopt TCP_REPAIR'] + added['setsockopt TCP_REPAIR']) +
+          added.recvmsg +
+          added.sendto +
+          added.close_range +
+          added.ppoll) /
+        1e3,
+    },
     passtSide: { batchP50Us: exchangeFloor.batchP50Us!, shareOfHelper: exchangeFloor.batchP50Us! / passtRepair.batchP50Us! },
   };
 }
@@ -688,12 +740,21 @@ function printTable(specs: HelperSpec[], result: BenchResult): void {
   const cost = result.perDescriptorNs;
   const ns = (value: number) => `${value.toFixed(0)} ns`;
   const signed = (value: number) => `${value >= 0 ? '+' : ''}${ns(value)}`;
+  const ratios = (set: Record<string, Ratio>) =>
+    Object.values(set)
+      .map((r) => `${r.description} ${r.ratio.toFixed(2)}x`)
+      .join(', ');
+  const { floor, helperOverDesign } = result.design;
   lines.push(
     '',
+    `the design in C (C floor, checked, closes after the reply) / checked C floor: ${ratios(floor)}`,
+    `passt-repair / that design floor (the helper's own overhead): ${ratios({ batchP50: helperOverDesign.batchP50, socketsPerSecond: helperOverDesign.socketsPerSecond, onOff: helperOverDesign.onOff })}; ` +
+      `batch p50 ${helperOverDesign.batchP50AddedUs >= 0 ? '+' : ''}${helperOverDesign.batchP50AddedUs.toFixed(1)} µs`,
     `against the bare C floor (as passt's C helper): ${bare.join(', ')}`,
     `per descriptor: setsockopt ${ns(cost.setsockopt)}, both checks ${ns(cost.checks)} (from the floors); ` +
       `getsockopt SO_PROTOCOL ${ns(cost.soProtocol)}, TCP_REPAIR ${ns(cost.tcpRepair)} (native loop of ${result.filter.calls})`,
-    `seccomp filter per call: SO_PROTOCOL ${signed(cost.filterOnSoProtocol)}, TCP_REPAIR ${signed(cost.filterOnTcpRepair)}`,
+    `seccomp filter per call: ${HOT_CALLS.map((call) => `${call} ${signed(result.filter.addedNs[call])}`).join(', ')}; ` +
+      `per batch of ${batchSize} ${result.filter.perBatchUs >= 0 ? '+' : ''}${result.filter.perBatchUs.toFixed(1)} µs`,
     `passt's side (exchange floor: receive, close, reply): batch p50 ${result.passtSide.batchP50Us.toFixed(1)} µs, ` +
       `${(result.passtSide.shareOfHelper * 100).toFixed(0)}% of the helper's`,
   );

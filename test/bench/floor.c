@@ -14,13 +14,20 @@
  * between the two floors is the cost of the validation itself; the rest of
  * the helper's round trip is JavaScript, N-API and seccomp.
  *
+ * Built with -DCHECKED -DLATE_CLOSE, it is the helper's own design in C: the
+ * same checks, setsockopt on each descriptor, the reply, and only then the
+ * descriptors closed with close_range(2), one call per contiguous run (as
+ * native/protocol.cc does). What the design itself reaches: the real
+ * helper's distance from this floor is its own overhead (Node.js, N-API,
+ * JavaScript, seccomp, its wait for a request).
+ *
  * Built with -DEXCHANGE, it switches nothing: it receives the descriptors,
  * closes them and replies. That is passt's side of the exchange and the
  * descriptors' passage through the kernel, which every helper pays: the
  * benchmark's own floor.
  *
- * Built by the benchmark itself: cc -O2 [-DCHECKED | -DEXCHANGE] -o
- * test/build/bench/floor[-checked|-exchange] test/bench/floor.c */
+ * Built by the benchmark itself: cc -O2 [-DCHECKED [-DLATE_CLOSE] | -DEXCHANGE]
+ * -o test/build/bench/floor[-checked|-late-close|-exchange] test/bench/floor.c */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -28,6 +35,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#ifdef LATE_CLOSE
+#include <linux/close_range.h>
+#include <sys/syscall.h>
+#endif
 #include <unistd.h>
 
 #define SCM_MAX_FD 253
@@ -121,12 +132,35 @@ int main(int argc, char **argv) {
 #else
 			(void)value;
 #endif
+#ifndef LATE_CLOSE
 			close(fd);
+#endif
 		}
 
 		if (send(sock, &command, 1, 0) != 1) {
 			perror("floor: send");
 			return 1;
 		}
+#ifdef LATE_CLOSE
+		/* After the reply: one close_range per run of consecutive numbers. */
+		for (i = 0; i < n;) {
+			int first, last;
+
+			memcpy(&first, CMSG_DATA(cmsg) + sizeof(int) * i, sizeof(int));
+			last = first;
+			for (i++; i < n; i++) {
+				int next;
+
+				memcpy(&next, CMSG_DATA(cmsg) + sizeof(int) * i, sizeof(int));
+				if (next != last + 1)
+					break;
+				last = next;
+			}
+			if (syscall(SYS_close_range, first, last, 0) < 0) {
+				perror("floor: close_range");
+				return 1;
+			}
+		}
+#endif
 	}
 }

@@ -2,6 +2,9 @@
 // The passt-side double's whole native surface (test/native/passt-double.cc), used by
 // the demo, the tests and the benchmark; never by the helper.
 
+/** The protocol loop's system calls, as the benchmark times them (test/bench/filter-cost.ts). */
+export type HotCall = 'getsockopt SO_PROTOCOL' | 'getsockopt TCP_REPAIR' | 'setsockopt TCP_REPAIR' | 'recvmsg' | 'sendto' | 'close_range' | 'ppoll';
+
 export interface Endpoint {
   address: string;
   port: number;
@@ -55,8 +58,12 @@ export interface PasstDouble {
    */
   switchAll(fd: number, command: number, fds: readonly number[]): { reply: number | null; ns: number[] };
   repairState(fd: number): number;
-  /** `count` getsockopt(fd, level, name) calls in a native loop: nanoseconds per call. */
-  timeGetsockopt(fd: number, level: number, name: number, count: number): number;
+  /**
+   * `count` calls of one of the protocol loop's system calls in a native
+   * loop: nanoseconds per call. `fd`: a TCP socket for the socket options,
+   * one end of an AF_UNIX socket pair (nothing queued) for the others.
+   */
+  timeCall(call: HotCall, fd: number, count: number): number;
   tcpSocket(family: 4 | 6): number;
   otherSocket(kind: 'udp' | 'unix' | 'raw-tcp' | 'mptcp' | 'rtnetlink' | 'smc'): number;
   /** An AF_UNIX stream socket pair: [passt's end, the helper's end]. */
