@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 // passt-repair: the helper's entry point, read top to bottom.
-import * as fs from 'node:fs';
+// A named import: main.js is loaded at every start (it is not in the
+// snapshot's heap, scripts/build-snapshot.js), and a namespace import copies
+// every export of node:fs into a new object there (TypeScript's __importStar).
+import { closeSync } from 'node:fs';
 import { parseArguments, usage, type Invocation } from './cli';
 import { connectToPasst } from './connect';
 import { native } from './addon';
@@ -154,7 +157,7 @@ async function serveRun(invocation: Extract<Invocation, { action: 'serve' }>, ru
     native.sendFailure(connection.sock);
     throw error;
   } finally {
-    fs.closeSync(connection.sock);
+    closeSync(connection.sock);
   }
 }
 

@@ -29,77 +29,90 @@ function tokenize(pattern: string): Token[] {
 const ANY_OTHER = '\0';
 
 /**
- * A position in a pattern: the token reached and, in a "**" (zero or more
- * "/segment"), where inside it: 0 between segments, 1 right after a "/"
- * (a segment needs a character), 2 inside a segment.
+ * A position in a pattern, as one number (token * PHASES + phase): the
+ * token reached and, in a "**" (zero or more "/segment"), where inside it:
+ * 0 between segments, 1 right after a "/" (a segment needs a character),
+ * 2 inside a segment. A number, so that a pair of positions indexes a flat
+ * table: policy checks run at every start (check.ts), before connect.
  */
-type State = readonly [token: number, inGlobstar: 0 | 1 | 2];
+type State = number;
+const PHASES = 3;
 
 class Automaton {
-  constructor(readonly tokens: readonly Token[]) {}
+  /** How many states there are, the end included. */
+  readonly size: number;
+
+  constructor(readonly tokens: readonly Token[]) {
+    this.size = (tokens.length + 1) * PHASES;
+  }
 
   /** The states reachable from `state` without reading a character. */
   closure(state: State): State[] {
     const states: State[] = [state];
     for (let i = 0; i < states.length; i++) {
-      const [index, phase] = states[i]!;
+      const index = Math.floor(states[i]! / PHASES);
+      const phase = states[i]! % PHASES;
       const token = this.tokens[index];
-      const next: State[] = [];
-      if (token?.kind === 'star') next.push([index + 1, 0]);
-      if (token?.kind === 'globstar' && phase === 0) next.push([index + 1, 0]);
-      if (token?.kind === 'globstar' && phase === 2) next.push([index, 0]);
-      for (const state of next) if (!states.some(([a, b]) => a === state[0] && b === state[1])) states.push(state);
+      let next: State | undefined;
+      if (token?.kind === 'star') next = (index + 1) * PHASES;
+      else if (token?.kind === 'globstar' && phase === 0) next = (index + 1) * PHASES;
+      else if (token?.kind === 'globstar' && phase === 2) next = index * PHASES;
+      if (next !== undefined && !states.includes(next)) states.push(next);
     }
     return states;
   }
 
-  step([index, phase]: State, c: string): State | undefined {
+  step(state: State, c: string): State | undefined {
+    const index = Math.floor(state / PHASES);
     const token = this.tokens[index];
     const segmentCharacter = c !== '/';
     switch (token?.kind) {
       case 'char':
-        return token.char === c ? [index + 1, 0] : undefined;
+        return token.char === c ? (index + 1) * PHASES : undefined;
       case 'any':
-        return segmentCharacter ? [index + 1, 0] : undefined;
+        return segmentCharacter ? (index + 1) * PHASES : undefined;
       case 'star':
-        return segmentCharacter ? [index, 0] : undefined;
+        return segmentCharacter ? index * PHASES : undefined;
       case 'globstar':
-        if (phase === 0) return c === '/' ? [index, 1] : undefined;
-        return segmentCharacter ? [index, 2] : undefined;
+        if (state % PHASES === 0) return c === '/' ? index * PHASES + 1 : undefined;
+        return segmentCharacter ? index * PHASES + 2 : undefined;
       default:
         return undefined;
     }
   }
 
-  accepts([index]: State): boolean {
-    return index === this.tokens.length;
+  accepts(state: State): boolean {
+    return Math.floor(state / PHASES) === this.tokens.length;
   }
-}
 
-function literals(tokens: readonly Token[]): string[] {
-  return tokens.flatMap((token) => (token.kind === 'char' ? [token.char] : []));
+  /** The literal character `state` must read next, if it is at one. */
+  literal(state: State): string | undefined {
+    const token = this.tokens[Math.floor(state / PHASES)];
+    return token?.kind === 'char' ? token.char : undefined;
+  }
 }
 
 function overlapTokens(a: readonly Token[], b: readonly Token[]): boolean {
   const first = new Automaton(a);
   const second = new Automaton(b);
-  const alphabet = [...new Set(['/', ANY_OTHER, ...literals(a), ...literals(b)])];
-  const key = (x: State, y: State): string => `${x[0]},${x[1]},${y[0]},${y[1]}`;
-  const seen = new Set<string>();
+  const seen = new Uint8Array(first.size * second.size);
   const queue: [State, State][] = [];
   const visit = (x: State, y: State): void => {
     for (const p of first.closure(x))
       for (const q of second.closure(y)) {
-        if (seen.has(key(p, q))) continue;
-        seen.add(key(p, q));
+        if (seen[p * second.size + q] === 1) continue;
+        seen[p * second.size + q] = 1;
         queue.push([p, q]);
       }
   };
-  visit([0, 0], [0, 0]);
-  while (queue.length > 0) {
-    const [p, q] = queue.shift()!;
+  visit(0, 0);
+  for (let next = 0; next < queue.length; next++) {
+    const [p, q] = queue[next]!;
     if (first.accepts(p) && second.accepts(q)) return true;
-    for (const c of alphabet) {
+    // The characters worth trying: at a literal, only that one can be read;
+    // at no literal, each step depends only on whether the character is "/".
+    const literal = first.literal(p) ?? second.literal(q);
+    for (const c of literal === undefined ? ['/', ANY_OTHER] : [literal]) {
       const x = first.step(p, c);
       const y = second.step(q, c);
       if (x !== undefined && y !== undefined) visit(x, y);

@@ -42,13 +42,33 @@ interface ThreadCredentials extends OwnCredentials {
   seccomp: number;
 }
 
+/**
+ * The fields of one thread's status, each line split once at its first ":"
+ * (the first line of a name wins), the value trimmed: one pass over the
+ * text instead of a regular expression built and run per field.
+ */
+function statusFields(status: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const line of status.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    const name = line.slice(0, colon);
+    if (!fields.has(name)) fields.set(name, line.slice(colon + 1).trim());
+  }
+  return fields;
+}
+
 function parseStatus(tid: number, status: string): ThreadCredentials {
+  const fields = statusFields(status);
   const field = (name: string): string => {
-    const match = new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(status);
-    if (!match) throw new HelperError(`thread ${tid}: no ${name} line in its status`);
-    return match[1]!.trim();
+    const value = fields.get(name);
+    if (value === undefined) throw new HelperError(`thread ${tid}: no ${name} line in its status`);
+    return value;
   };
-  const numbers = (name: string): number[] => (field(name) === '' ? [] : field(name).split(/\s+/).map(Number));
+  const numbers = (name: string): number[] => {
+    const value = field(name);
+    return value === '' ? [] : value.split(/\s+/).map(Number);
+  };
   const hex = (name: string): bigint => BigInt(`0x${field(name)}`);
   return {
     tid,
