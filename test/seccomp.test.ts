@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { native } from '../src/addon';
-import { ALLOWLIST, loadAllowlist, parseSeccompPolicy } from '../src/sandbox/seccomp';
+import { loadAllowlist, parseSeccompPolicy, seccompFile } from '../src/sandbox/seccomp';
 import { HelperError } from '../src/errors';
 import { acceptHelper, awaitReply, HELPER, passt, ROOT, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON, writePolicy, NODE, RUNTIME_LAUNCHER } from './passt-double/passt-double';
 import { loopbackConnections, repairStates, temporaryDirectory, unusualLines } from './lib';
@@ -217,7 +217,7 @@ t.test('log mode is asked for by the policy only, and said loudly at every start
   const exit = await helper.exited;
   t.equal(exit.code, 0);
   t.match(exit.stderr, /WARNING: seccomp is in LOG mode/);
-  t.ok(fs.existsSync(ALLOWLIST));
+  t.ok(fs.existsSync(seccompFile('allowlist')));
   // In log mode the kernel lets a forbidden call through (and logs it).
   t.match(probe('socket', 'log'), { code: 0, signal: null, stdout: /^survived socket: \d+\n$/ });
 });

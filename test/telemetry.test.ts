@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { constants } from 'node:os';
 import { acceptHelper, awaitReply, HELPER, passt, ROOT, startHelper, TCP_REPAIR_ON, writePolicy, type HelperRun, FAILURE_BYTE, NODE, RUNTIME_LAUNCHER } from './passt-double/passt-double';
-import { loadAllowlist, loadForwarderDenyList, parseSeccompPolicy, TELEMETRY_ALLOWLIST } from '../src/sandbox/seccomp';
+import { loadAllowlist, loadForwarderDenyList, parseSeccompPolicy, seccompFile } from '../src/sandbox/seccomp';
 import { HelperError } from '../src/errors';
 import type { FailureReport } from '../src/telemetry/report';
 import { NOBODY, listenAsNobody, loopbackConnections, nobodyDirectory, temporaryDirectory } from './lib';
@@ -325,7 +325,7 @@ t.test('the helper\'s allowlist gains wait4 with telemetry, and nothing without'
   t.notOk(plain.some((rule) => rule.syscall === 'wait4'), 'no wait4 without telemetry');
   const added = withTelemetry.slice(plain.length);
   t.same(plain, withTelemetry.slice(0, plain.length), 'the allowlist itself is unchanged');
-  t.same(added.map((rule) => [rule.syscall, rule.args, rule.deny, rule.file]), [['wait4', [], undefined, TELEMETRY_ALLOWLIST]]);
+  t.same(added.map((rule) => [rule.syscall, rule.args, rule.deny, rule.file]), [['wait4', [], undefined, seccompFile('telemetry')]]);
 });
 
 t.test('the forwarder\'s deny list: every line denies, with a reason; what it must cover', async (t) => {

@@ -11,16 +11,15 @@ import { HelperError, isNativeFailure, systemMessage } from '../errors';
 import type { PreparedSeccompFilter, SeccompRule } from '../native.d';
 import type { SandboxSettings } from './settings';
 
-/** seccomp/: the filters' data, one system call a line (seccomp/README.md). */
-export const SECCOMP_DIRECTORY = path.resolve(__dirname, '../../../seccomp');
-/** The helper's allowlist (gate 3). */
-export const ALLOWLIST = path.join(SECCOMP_DIRECTORY, 'allowlist.policy');
-/** What the helper's allowlist gains when the telemetry forwarder exists. */
-export const TELEMETRY_ALLOWLIST = path.join(SECCOMP_DIRECTORY, 'telemetry.policy');
-/** The telemetry forwarder's deny list (src/telemetry/forwarder.ts), installed by its launcher. */
-export const FORWARDER_DENYLIST = path.join(SECCOMP_DIRECTORY, 'forwarder.policy');
-/** What the forwarder itself adds once its runtime runs: no execve. */
-export const FORWARDER_EXEC_DENYLIST = path.join(SECCOMP_DIRECTORY, 'forwarder-exec.policy');
+/**
+ * seccomp/NAME.policy: the filters' data, one system call a line
+ * (seccomp/README.md). A function, not constants: this module is loaded
+ * into the start-up snapshot at build time (scripts/build-snapshot.js),
+ * where __dirname is not yet the installed package's.
+ */
+export function seccompFile(name: string): string {
+  return path.resolve(__dirname, '../../../seccomp', `${name}.policy`);
+}
 
 /** The names an argument filter may use, with the kernel's values (x86_64 and every other Linux). */
 const CONSTANTS: Readonly<Record<string, bigint>> = {
@@ -131,7 +130,7 @@ export function parseSeccompPolicy(text: string, file: string, kind: PolicyKind 
 /** Reads and parses seccomp/NAME.policy. */
 export function loadSeccompPolicy(name: string, kind: PolicyKind = 'allowlist'): PolicyRule[] {
   if (!/^[a-z0-9-]+$/.test(name)) throw new HelperError(`"${name}" is not the name of a file in seccomp/`);
-  const file = path.join(SECCOMP_DIRECTORY, `${name}.policy`);
+  const file = seccompFile(name);
   return parseSeccompPolicy(fs.readFileSync(file, 'utf8'), file, kind);
 }
 
@@ -179,7 +178,7 @@ export function prepareSeccompFilter(settings: SandboxSettings, rules: readonly 
   try {
     return native.prepareSeccompFilter(rules, settings.seccomp);
   } catch (error) {
-    throw filterFailure(error, rules, ALLOWLIST);
+    throw filterFailure(error, rules, seccompFile('allowlist'));
   }
 }
 
@@ -202,7 +201,7 @@ export function refuseIoUring(): IoUringCheck {
   try {
     return { creatable: native.checkIoUring() };
   } catch (error) {
-    throw filterFailure(error, [], ALLOWLIST);
+    throw filterFailure(error, [], seccompFile('allowlist'));
   }
 }
 
@@ -217,7 +216,7 @@ export function installSeccompFilter(filter: PreparedSeccompFilter, ioUring: IoU
   try {
     native.loadSeccompFilter(filter, ioUring.creatable);
   } catch (error) {
-    throw filterFailure(error, [], ALLOWLIST);
+    throw filterFailure(error, [], seccompFile('allowlist'));
   }
 }
 
@@ -231,6 +230,6 @@ export function installDenyList(rules: readonly SeccompRule[]): void {
   try {
     native.loadSeccompFilter(native.prepareSeccompFilter(rules, 'allow'), true);
   } catch (error) {
-    throw filterFailure(error, rules, FORWARDER_EXEC_DENYLIST);
+    throw filterFailure(error, rules, seccompFile('forwarder-exec'));
   }
 }
