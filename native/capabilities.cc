@@ -449,20 +449,26 @@ Napi::Value ReadOwnCredentials(const Napi::CallbackInfo &info) {
 }
 
 // The whole text of "status" beneath the held /proc/self/task/TID `dir_fd`
-// (openat(2), read(2), close(2)); false if it cannot be read: the thread has
-// exited.
-bool ReadStatus(int dir_fd, std::string *text) {
+// (openat(2), read(2), close(2)). Returns 0, or the errno: ENOENT or ESRCH
+// when the thread has exited (lookups beneath the held directory fail
+// then); anything else (EMFILE, ENOMEM, ...) is a failure to read a live
+// thread, which must never pass for an exit: that thread would go unchecked.
+int ReadStatus(int dir_fd, std::string *text) {
   const int fd = openat(dir_fd, "status", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return false;
+  if (fd < 0) return errno;
   char buffer[4096];
   ssize_t n;
+  int error = 0;
   while ((n = read(fd, buffer, sizeof(buffer))) != 0) {
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
+    if (n < 0) {
+      error = errno;
+      break;
+    }
     text->append(buffer, static_cast<size_t>(n));
   }
   close(fd);
-  return n == 0;
+  return error;
 }
 
 // holdThreads(): see src/native.d.ts. open(2) O_PATH of /proc/self/task/TID
@@ -490,7 +496,14 @@ Napi::Value HoldThreads(const Napi::CallbackInfo &info) {
     thread.Set("tid", tid);
     thread.Set("fd", fd);
     std::string status;
-    if (ReadStatus(fd, &status)) thread.Set("status", status);
+    const int error = ReadStatus(fd, &status);
+    if (error == 0) {
+      thread.Set("status", status);
+    } else if (error != ENOENT && error != ESRCH) {
+      for (int done : opened) close(done);
+      ThrowFailure(env, "HOLD_THREAD_FAILED", error, {{"tid", tid}});
+      return env.Undefined();
+    }
     held.Set(held.Length(), thread);
   }
   if (opened.empty()) {

@@ -97,7 +97,7 @@ export interface OwnCredentials {
 export interface HeldThread {
   tid: number;
   fd: number;
-  /** Its status, read through `fd`; absent if it exited before it could be read. */
+  /** Its status, read through `fd`; absent only if it exited (ENOENT, ESRCH) before it could be read. */
   status?: string;
 }
 
@@ -223,7 +223,8 @@ export interface Native {
   /**
    * Every thread of the process, each held by an O_PATH descriptor of its
    * /proc/self/task/TID (the caller closes them) and its status read
-   * through it. Throws HOLD_THREAD_FAILED.
+   * through it. Throws HOLD_THREAD_FAILED when a thread cannot be held or
+   * its status cannot be read for any reason but its exit (EMFILE, ...).
    */
   holdThreads(): HeldThread[];
   /**

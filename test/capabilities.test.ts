@@ -248,6 +248,37 @@ t.test('a thread the main thread starts between the two steps inherits its privi
   t.match(result.outcome, new RegExp(`^thread ${result.late} started after gate 2's first step`), 'refused, naming the thread');
 });
 
+t.test('a thread whose status cannot be read (a full descriptor table) is refused, never taken for exited', async (t) => {
+  // Each thread is held by one descriptor and its status read through a
+  // second, closed at once. With as many free slots as threads, every hold
+  // succeeds but the last thread's status open fails with EMFILE: a live
+  // thread that would never be read back. Only ENOENT/ESRCH (the thread
+  // exited) may skip the read-back.
+  const script = `${WORKER_PREAMBLE}
+    const threads = tasks().size;
+    const filler = [];
+    try {
+      for (;;) filler.push(fs.openSync('/dev/null', 'r'));
+    } catch (error) {
+      if (error.code !== 'EMFILE') throw error;
+    }
+    for (let i = 0; i < threads; i++) fs.closeSync(filler.pop());
+    let outcome;
+    try {
+      gate.dropToReachSocket('nobody');
+      outcome = 'dropped';
+    } catch (error) {
+      outcome = error.message;
+    }
+    for (const fd of filler) fs.closeSync(fd);
+    say({ outcome });
+    process.exit(0);`;
+  const { code, stderr, lines } = await runOnRuntime(script, ['prlimit', '--nofile=256:256']);
+  t.equal(code, 0, stderr);
+  const [result] = lines as [{ outcome: string }];
+  t.match(result.outcome, /^cannot read back thread \d+'s credentials: too many open files/, 'refused, naming the thread and the reason');
+});
+
 t.test('a thread that reuses the id of one the first step verified is caught too', async (t) => {
   // In a pid namespace of its own, the script's thread A is verified by the
   // first step, then exits; the test sets the namespace's last pid so that

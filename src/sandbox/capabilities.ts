@@ -124,6 +124,8 @@ function credentialsFailure(error: unknown): unknown {
       `cannot signal thread ${error.tid as number} to drop its privileges: ${systemMessage(error.errno)}${error.errno === EAGAIN ? ' (no room to queue a signal: the pending-signal limit, RLIMIT_SIGPENDING, ulimit -i, is reached)' : ''}`,
     );
   if (error.code === 'CREDENTIALS_FAILED') return new HelperError(`cannot drop privileges: ${error.step as string} failed: ${systemMessage(error.errno)}`);
+  if (error.code === 'HOLD_THREAD_FAILED' && error.tid !== undefined)
+    return new HelperError(`cannot read back thread ${error.tid as number}'s credentials: ${systemMessage(error.errno)}`);
   return new HelperError(`cannot drop privileges (${error.code}): ${systemMessage(error.errno)}`);
 }
 
