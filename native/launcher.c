@@ -163,12 +163,13 @@ static int hash_file(int root_fd, const char *relative, uint64_t *hash) {
 }
 
 // Whether the start-up snapshot may be used: dist/snapshot/sources exists,
-// the blob and the runtime have the sizes it records, and every file it lists (each module
-// the snapshot holds) still has the hash it records. A tsc run that
-// changed dist/src without rebuilding the snapshot, a blob cut short: the
-// helper then loads dist/src/main.js as it is, slower but never stale
-// (SECURITY.md, "The start-up snapshot"). Costs some thirty reads of files
-// the page cache holds: far less than the module loading it saves.
+// the blob and the runtime have the sizes it records, and every file it
+// lists (each module the snapshot holds) still has the hash it records. A
+// tsc run that changed dist/src without rebuilding the snapshot, a blob cut
+// short, an updated runtime: the helper then loads dist/src/main.js as it
+// is, slower but never stale (SECURITY.md, "The start-up snapshot"). Costs
+// some thirty reads of files the page cache holds: far less than the
+// module loading it saves.
 static int snapshot_is_current(const struct runtime *runtime) {
 	// open(2) O_PATH: the package's root, for the relative paths the list holds.
 	int root_fd = open(runtime->root, O_PATH | O_DIRECTORY | O_CLOEXEC);

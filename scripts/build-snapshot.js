@@ -263,12 +263,12 @@ function entryScript({ modules, runsAtBuild }) {
   );
 }
 
-/** The lines of dist/snapshot/sources for these files and this blob size. */
 /** The runtime's size in bytes, or undefined when it is missing. */
 function runtimeSize() {
   return fs.statSync(path.join(ROOT, RUNTIME), { throwIfNoEntry: false })?.size;
 }
 
+/** The lines of dist/snapshot/sources for these files and this blob size. */
 function sourcesText(files, blobSize) {
   return `${blobSize} ${runtimeSize()}\n${files.map((file) => `${fnv1a64(fs.readFileSync(path.join(ROOT, file)))} ${file}\n`).join('')}`;
 }
