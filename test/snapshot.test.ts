@@ -5,13 +5,14 @@
 // changed JavaScript runs); the runtime's flags hold for code started from
 // a snapshot.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { acceptHelper, LAUNCHER, NODE, passt, ROOT, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON } from './passt-double/passt-double';
+import { acceptHelper, LAUNCHER, NODE, passt, ROOT, RUNTIME_LAUNCHER, startHelper, TCP_REPAIR_OFF, TCP_REPAIR_ON } from './passt-double/passt-double';
 import { loopbackConnections, repairStates, startSession, TEST_POLICY, temporaryDirectory, unusualLines } from './lib';
 
 const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const { buildBlob } = require(path.join(ROOT, 'scripts/build-snapshot.js')) as { buildBlob: (directory: string, blob: string) => void };
 const CAP_NET_ADMIN_ONLY = (1n << 12n).toString(16).padStart(16, '0');
 
 function commandLine(pid: number): string[] {
@@ -56,6 +57,72 @@ t.test('the helper starts from the snapshot, serves, and ends under every gate',
   const { code, stderr } = await helper.exited;
   t.equal(code, 0);
   t.same(unusualLines(stderr), [], 'only the routine audit log');
+});
+
+/** A V8 log's text field (--log-function-events, --log-source-code) as it was: V8 escapes commas, newlines, backslashes and other characters. */
+function unescapeLogField(field: string): string {
+  return field.replace(/\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|n|\\)/g, (_, code: string) =>
+    code === 'n' ? '\n' : code === '\\' ? '\\' : String.fromCharCode(parseInt(code.slice(1), 16)),
+  );
+}
+
+/**
+ * From a V8 log: each script's name and source by its id, and its
+ * functions' events ("interpreter": compiled to bytecode; "first-execution":
+ * run often enough to be given feedback).
+ */
+function functionEvents(log: string): { scripts: Map<string, { name: string; source: string }>; events: { kind: string; script: string; name: string }[] } {
+  const scripts = new Map<string, { name: string; source: string }>();
+  const events: { kind: string; script: string; name: string }[] = [];
+  for (const line of log.split('\n')) {
+    const fields = line.split(',');
+    if (fields[0] === 'script-source') scripts.set(fields[1]!, { name: unescapeLogField(fields[2]!), source: unescapeLogField(fields.slice(3).join(',')) });
+    else if (fields[0] === 'function') events.push({ kind: fields[1]!, script: fields[2]!, name: unescapeLogField(fields[7] ?? '') });
+  }
+  return { scripts, events };
+}
+
+t.test("started from the shipped snapshot, the helper compiles none of its own functions: not before connecting, not before its first reply", async (t) => {
+  // The runtime as the launcher starts it (its flags, its sandbox), with V8
+  // logging every function compiled and run, and every script's source, to
+  // its standard output, a file (a log file of its own would be a
+  // descriptor the helper refuses to inherit; a pipe would fill while the
+  // test waits for a reply).
+  const flags = (await runtimeCommandLine(LAUNCHER)).slice(1);
+  const blob = flags.indexOf('--snapshot-blob');
+  const logging = ['--log-function-events', '--log-source-code', '--logfile=-', '--no-logfile-per-isolate'];
+  const loopback = await loopbackConnections(2);
+  t.teardown(() => loopback.close());
+  const dir = temporaryDirectory();
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const log = path.join(dir, 'v8.log');
+  const logFd = fs.openSync(log, 'w');
+  const socketPath = path.join(dir, 'passt.repair');
+  const listener = passt.listenUnix(socketPath);
+  const helper = spawn(RUNTIME_LAUNCHER, [NODE, ...flags.slice(0, blob), ...logging, ...flags.slice(blob, blob + 3), '--policy', TEST_POLICY, socketPath], { stdio: ['ignore', logFd, 'pipe'] });
+  fs.closeSync(logFd);
+  let stderr = '';
+  helper.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => helper.on('close', resolve));
+  const sock = await acceptHelper(listener);
+  fs.closeSync(listener);
+  t.equal(passt.roundTrip(sock, TCP_REPAIR_ON, loopback.fds)[0], TCP_REPAIR_ON, 'the first request answered');
+  t.same(repairStates(loopback.fds), [1, 1]);
+  t.equal(passt.roundTrip(sock, TCP_REPAIR_OFF, loopback.fds)[0], TCP_REPAIR_OFF);
+  fs.closeSync(sock);
+  t.equal(await exited, 0, 'served and ended under its filter, logging');
+  t.same(unusualLines(stderr), []);
+
+  const { scripts, events } = functionEvents(fs.readFileSync(log, 'latin1'));
+  // The helper's modules are the script that defines dist/src/main.js.
+  const bundled = [...scripts].filter(([, script]) => script.source.includes('"dist/src/main.js": (() =>')).map(([id]) => id);
+  t.equal(bundled.length, 1, "one script holds the helper's modules");
+  const of = (kind: string) => events.filter((event) => event.script === bundled[0] && event.kind === kind).map((event) => event.name || '(anonymous)');
+  t.ok(of('first-execution').length >= 20, `they ran (${of('first-execution').length} of them often enough to be given feedback)`);
+  t.same(of('interpreter'), [], 'none of them was compiled: their bytecode came from the blob');
+  // What the blob does not keep: Node.js's own functions are compiled when first called.
+  const nodeScripts = new Set([...scripts].filter(([, script]) => script.name.startsWith('node:')).map(([id]) => id));
+  t.ok(events.some((event) => event.kind === 'interpreter' && nodeScripts.has(event.script)), "Node.js's own functions are compiled at run time");
 });
 
 t.test('started from the snapshot, gate 4 refuses a peer the policy does not name', async (t) => {
@@ -130,29 +197,39 @@ t.test('a snapshot that no longer matches the package is not used: the JavaScrip
   t.ok(await fromSnapshot(), 'the runtime it was built with: used again');
 });
 
-t.test("the launcher's runtime flags hold for code started from a snapshot", async (t) => {
+t.test("the launcher's runtime flags hold for code started from a snapshot, compiled in it or not", async (t) => {
   // The flags exactly as the launcher passes them.
   const command = await runtimeCommandLine(LAUNCHER);
   const flags = command.slice(1, command.indexOf('--snapshot-blob'));
   t.ok(flags.includes('--disallow-code-generation-from-strings') && flags.includes('--disable-sigusr1'), `the launcher's flags: ${flags.join(' ')}`);
   const dir = temporaryDirectory();
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const entry = path.join(dir, 'entry.js');
+  // Built as the helper's blob is: a function compiled at build time, whose
+  // bytecode (compiled where strings could still become code) the blob keeps.
   fs.writeFileSync(
-    entry,
-    `require('node:v8').startupSnapshot.setDeserializeMainFunction(() => {
+    path.join(dir, 'modules.js'),
+    `'use strict';
+    (require) => {
       const fs = require('node:fs');
-      try { eval('1'); fs.writeSync(1, 'eval ran\\n'); } catch { fs.writeSync(1, 'eval refused\\n'); }
-      try { new Function('return 1')(); fs.writeSync(1, 'Function ran\\n'); } catch { fs.writeSync(1, 'Function refused\\n'); }
-      // SIGUSR1 (10) caught: Node.js's handler that starts the inspector.
-      const caught = BigInt('0x' + /^SigCgt:\\s*(\\w+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);
-      fs.writeSync(1, (caught & (1n << 9n)) === 0n ? 'SIGUSR1 not caught\\n' : 'SIGUSR1 caught\\n');
-    });\n`,
+      function probe() {
+        try { eval('1'); fs.writeSync(1, 'eval ran\\n'); } catch { fs.writeSync(1, 'eval refused\\n'); }
+        try { new Function('return 1')(); fs.writeSync(1, 'Function ran\\n'); } catch { fs.writeSync(1, 'Function refused\\n'); }
+        // SIGUSR1 (10) caught: Node.js's handler that starts the inspector.
+        const caught = BigInt('0x' + /^SigCgt:\\s*(\\w+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);
+        fs.writeSync(1, (caught & (1n << 9n)) === 0n ? 'SIGUSR1 not caught\\n' : 'SIGUSR1 caught\\n');
+      }
+      require('node:v8').startupSnapshot.setDeserializeMainFunction(probe);
+    };\n`,
   );
   const blob = path.join(dir, 'test.blob');
-  t.equal(spawnSync(NODE, ['--snapshot-blob', blob, '--build-snapshot', entry], { cwd: dir, env: {} }).status, 0, 'a snapshot built');
-  const flagged = spawnSync(NODE, [...flags, '--snapshot-blob', blob], { encoding: 'utf8', env: {} });
+  buildBlob(dir, blob);
+  const log = path.join(dir, 'v8.log');
+  const flagged = spawnSync(NODE, [...flags, '--log-function-events', '--log-source-code', `--logfile=${log}`, '--no-logfile-per-isolate', '--snapshot-blob', blob], { encoding: 'utf8', env: {} });
   t.equal(flagged.stdout, 'eval refused\nFunction refused\nSIGUSR1 not caught\n', 'no code generated from strings, no inspector on SIGUSR1');
+  const { scripts, events } = functionEvents(fs.readFileSync(log, 'latin1'));
+  const probe = [...scripts].find(([, script]) => script.source.includes('function probe()'))?.[0];
+  t.ok(probe !== undefined, 'the log shows its script');
+  t.notOk(events.some((event) => event.script === probe && event.kind === 'interpreter'), 'the probe ran from the bytecode in the blob');
   // The control: without the flags, the same snapshot generates code and catches SIGUSR1.
   const bare = spawnSync(NODE, ['--snapshot-blob', blob], { encoding: 'utf8', env: {} });
   t.equal(bare.stdout, 'eval ran\nFunction ran\nSIGUSR1 caught\n', 'without them: the control');
@@ -160,7 +237,7 @@ t.test("the launcher's runtime flags hold for code started from a snapshot", asy
 
 t.test('the bundled source is ASCII (one byte a character in memory), and means what the module means', async (t) => {
   const { asciiSource } = require(path.join(ROOT, 'scripts/build-snapshot.js')) as { asciiSource: (file: string, source: string) => string };
-  t.notMatch(fs.readFileSync(path.join(ROOT, 'dist/snapshot/entry.js'), 'latin1'), /[^\x00-\x7f]/, 'dist/snapshot/entry.js is ASCII');
+  for (const file of ['dist/snapshot/entry.js', 'dist/snapshot/modules.js']) t.notMatch(fs.readFileSync(path.join(ROOT, file), 'latin1'), /[^\x00-\x7f]/, `${file} is ASCII`);
   // A message, a regular expression and a comment beyond ASCII: the same values escaped.
   const module = "// 1 × 2\nexports.cut = `${'abc'}\u2026`;\nexports.micro = /µs$/.test('12 µs');\nexports.name = 'é';\n";
   const evaluate = (source: string) => {
