@@ -64,6 +64,7 @@ struct CredentialChange {
   int last_capability;     // /proc/sys/kernel/cap_last_cap
   bool lock_securebits;    // needs CAP_SETPCAP
   bool drop_bounding_set;  // needs CAP_SETPCAP
+  uint64_t bounding;       // capabilities the bounding set keeps, when it is dropped
   bool change_ids;
   uid_t uid;
   gid_t gid;
@@ -130,11 +131,12 @@ void ApplyToThisThread(const CredentialChange &c) {
   // could grant. Needs CAP_SETPCAP, so it comes before capset() drops it.
   // Each drop replaces the thread's credentials (prepare_creds and
   // commit_creds), even for a capability already out of the set, so only
-  // those PR_CAPBSET_READ finds in it are dropped: after the first step, the
-  // second has six to drop, not forty (passt waits for it).
+  // those PR_CAPBSET_READ finds in it are dropped. The bounding set keeps
+  // its own list: it limits what execve() grants, not what this thread
+  // holds, so the main thread takes its final one before connecting.
   if (c.drop_bounding_set)
     for (int cap = 0; cap <= c.last_capability; cap++)
-      if (!(c.keep & (uint64_t{1} << cap)) && syscall(SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) != 0 &&
+      if (!(c.bounding & (uint64_t{1} << cap)) && syscall(SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) != 0 &&
           syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
         return RecordFailure(kBoundingSet, errno);
   if (c.change_ids) {
@@ -241,7 +243,9 @@ void ReadChange(const Napi::Object &change, CredentialChange *c) {
   c->keep = CapabilityMask(change.Get("keep").As<Napi::Array>());
   c->last_capability = change.Get("lastCapability").As<Napi::Number>().Int32Value();
   c->lock_securebits = change.Get("lockSecurebits").As<Napi::Boolean>().Value();
-  c->drop_bounding_set = change.Get("dropBoundingSet").As<Napi::Boolean>().Value();
+  const Napi::Value bounding = change.Get("bounding");
+  c->drop_bounding_set = bounding.IsArray();
+  c->bounding = c->drop_bounding_set ? CapabilityMask(bounding.As<Napi::Array>()) : 0;
   const Napi::Value ids = change.Get("ids");
   c->change_ids = ids.IsObject();
   c->groups.clear();

@@ -73,8 +73,8 @@ export interface CredentialChange {
   lastCapability: number;
   /** Set and lock SECBIT_NOROOT, NO_SETUID_FIXUP, KEEP_CAPS_LOCKED, NO_CAP_AMBIENT_RAISE (needs CAP_SETPCAP). */
   lockSecurebits: boolean;
-  /** Drop every capability not kept from the bounding set (needs CAP_SETPCAP). */
-  dropBoundingSet: boolean;
+  /** The capabilities the bounding set keeps, every other one dropped (needs CAP_SETPCAP); null leaves it as it is. */
+  bounding: number[] | null;
   /** The uid, gid and groups to change to, or null to keep them. */
   ids: { uid: number; gid: number; groups: number[] } | null;
 }

@@ -327,6 +327,9 @@ t.test('before connecting, every thread but the main one is already in its final
   const main = held.find((thread) => Number(thread.tid) === pid)!;
   t.equal(main.Uid, '0\t0\t0\t0', 'the main thread still runs as root');
   t.not(main.sets.CapEff & DAC_OVERRIDE, 0n, 'and keeps what reaching the socket needs');
+  // It limits only what execve() could grant, so the main thread needs no
+  // room in it for what it holds until the second step, which then has none to drop.
+  t.equal(main.sets.CapBnd, NET_ADMIN, "the main thread's bounding set is already CAP_NET_ADMIN alone");
   const others = held.filter((thread) => thread !== main);
   t.ok(others.length >= 4, `${others.length} other threads`);
   for (const thread of others)
