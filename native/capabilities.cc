@@ -18,7 +18,7 @@
 // then the main thread's alone (applyToCallingThread), with no signal: its
 // result is read back with system calls (readOwnCredentials), and the
 // threads verified after the first step are held (holdThreads) so that
-// threadsNotHeld finds any thread started since, even one that reuses the
+// releaseThreads finds any thread started since, even one that reuses the
 // id of a thread that has exited.
 //
 // What to keep is decided in src/sandbox/capabilities.ts; this file only
@@ -517,11 +517,13 @@ Napi::Value HoldThreads(const Napi::CallbackInfo &info) {
   return held;
 }
 
-// threadsNotHeld(held): see src/native.d.ts. Each thread listed now must be
+// releaseThreads(held): see src/native.d.ts. Each thread listed now must be
 // one of `held` (by id) whose held entry still answers: fstatat(2) of its
 // "status" looks it up beneath the held directory, which fails (ENOENT,
-// ESRCH) once that thread has exited, even if another took its id.
-Napi::Value ThreadsNotHeld(const Napi::CallbackInfo &info) {
+// ESRCH) once that thread has exited, even if another took its id. Then
+// close(2) of every held descriptor, on every path: here rather than one
+// call from JavaScript each, as passt waits for gate 2's second step.
+Napi::Value ReleaseThreads(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   const Napi::Array held = info[0].As<Napi::Array>();
   std::vector<std::pair<pid_t, int>> known;
@@ -530,20 +532,23 @@ Napi::Value ThreadsNotHeld(const Napi::CallbackInfo &info) {
     known.emplace_back(thread.Get("tid").As<Napi::Number>().Int32Value(), thread.Get("fd").As<Napi::Number>().Int32Value());
   }
   const std::vector<pid_t> listed = ListThreads();
-  Napi::Array unknown = Napi::Array::New(env);
-  if (listed.empty()) {
-    ThrowFailure(env, "LIST_THREADS_FAILED", ENOENT);
-    return env.Undefined();
-  }
+  std::vector<pid_t> unknown;
   for (pid_t tid : listed) {
     bool same = false;
     for (const auto &[known_tid, fd] : known) {
       struct stat st;
       if (known_tid == tid) same = fstatat(fd, "status", &st, AT_SYMLINK_NOFOLLOW) == 0;
     }
-    if (!same) unknown.Set(unknown.Length(), tid);
+    if (!same) unknown.push_back(tid);
   }
-  return unknown;
+  for (const auto &[known_tid, fd] : known) close(fd);
+  if (listed.empty()) {
+    ThrowFailure(env, "LIST_THREADS_FAILED", ENOENT);
+    return env.Undefined();
+  }
+  Napi::Array result = Napi::Array::New(env, unknown.size());
+  for (uint32_t i = 0; i < unknown.size(); i++) result.Set(i, unknown[i]);
+  return result;
 }
 
 }  // namespace passt_repair

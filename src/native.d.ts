@@ -230,9 +230,10 @@ export interface Native {
   /**
    * The threads of the process now that are not among `held`: another id,
    * or the id of a held thread that has exited (another thread took it).
-   * Throws LIST_THREADS_FAILED.
+   * Then closes every descriptor of `held`, even when it throws
+   * LIST_THREADS_FAILED.
    */
-  threadsNotHeld(held: readonly HeldThread[]): number[];
+  releaseThreads(held: readonly HeldThread[]): number[];
   /**
    * Builds the seccomp filter from `rules` (default action: kill the
    * process, log in "log" mode, allow in "allow" mode, where every rule

@@ -215,6 +215,14 @@ const WORKER_PREAMBLE = `
   const gate = require(${JSON.stringify(path.join(ROOT, 'dist/src/sandbox/capabilities.js'))});
   const tasks = () => new Set(fs.readdirSync('/proc/self/task').map(Number));
   const say = (line) => process.stdout.write(JSON.stringify(line) + '\\n');
+  // Descriptors of /proc/self/task/TID directories: what the first step holds.
+  const heldThreads = () => fs.readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return /^\\/proc\\/\\d+\\/task\\/\\d+$/.test(fs.readlinkSync('/proc/self/fd/' + fd));
+    } catch {
+      return false; // the listing's own descriptor, closed since
+    }
+  }).length;
   async function startThread() {
     const before = tasks();
     const worker = new Worker('setInterval(() => {}, 1000)', { eval: true });
@@ -238,14 +246,17 @@ t.test('a thread the main thread starts between the two steps inherits its privi
     (async () => {
       const privileges = gate.dropToReachSocket('nobody');
       const late = await startThread();
-      say({ late: late.tid, uid: fs.readFileSync('/proc/self/task/' + late.tid + '/status', 'utf8').match(/^Uid:\\s*(\\d+)/m)[1], outcome: secondStep(privileges) });
+      const held = heldThreads();
+      say({ late: late.tid, uid: fs.readFileSync('/proc/self/task/' + late.tid + '/status', 'utf8').match(/^Uid:\\s*(\\d+)/m)[1], outcome: secondStep(privileges), held, left: heldThreads() });
       process.exit(0);
     })();`;
   const { code, stderr, lines } = await runOnRuntime(script);
   t.equal(code, 0, stderr);
-  const [result] = lines as [{ late: number; uid: string; outcome: string }];
+  const [result] = lines as [{ late: number; uid: string; outcome: string; held: number; left: number }];
   t.equal(result.uid, '0', 'the late thread runs as uid 0, as the main thread did when it started it');
   t.match(result.outcome, new RegExp(`^thread ${result.late} started after gate 2's first step`), 'refused, naming the thread');
+  t.ok(result.held >= 5, `the first step held ${result.held} threads`);
+  t.equal(result.left, 0, 'refused, the second step still closed every descriptor holding a thread');
 });
 
 t.test('a thread whose status cannot be read (a full descriptor table) is refused, never taken for exited', async (t) => {

@@ -256,21 +256,20 @@ export function dropToReachSocket(user: string): Privileges {
  */
 export function dropToNetAdmin(privileges: Privileges): void {
   try {
-    let late: number[];
-    try {
-      native.applyToCallingThread(privileges.change);
-      verifyThread(process.pid, native.readOwnCredentials(privileges.change.lastCapability), privileges.final, false);
-      late = native.threadsNotHeld(privileges.threads);
-    } catch (error) {
-      throw credentialsFailure(error);
-    }
-    if (late.length > 0)
-      throw new HelperError(
-        `thread ${late[0]} started after gate 2's first step, as a copy of the main thread's privileges of then: refusing to run with it`,
-      );
-  } finally {
+    native.applyToCallingThread(privileges.change);
+    verifyThread(process.pid, native.readOwnCredentials(privileges.change.lastCapability), privileges.final, false);
+  } catch (error) {
     release(privileges.threads);
+    throw credentialsFailure(error);
   }
+  let late: number[];
+  try {
+    late = native.releaseThreads(privileges.threads);
+  } catch (error) {
+    throw credentialsFailure(error);
+  }
+  if (late.length > 0)
+    throw new HelperError(`thread ${late[0]} started after gate 2's first step, as a copy of the main thread's privileges of then: refusing to run with it`);
 }
 
 /**
