@@ -273,10 +273,10 @@ export interface Native {
    */
   setNonBlocking(fd: number): boolean;
   /**
-   * One write(2) of `bytes` to `fd` (native/descriptors.cc): the bytes
-   * written, or the negated errno. Never throws.
+   * One write(2) of `data` to `fd` (native/descriptors.cc), a string as
+   * UTF-8: the bytes written, or the negated errno. Never throws.
    */
-  writeSome(fd: number, bytes: Buffer): number;
+  writeSome(fd: number, data: Buffer | string): number;
   /** pipe2(O_CLOEXEC): a new pipe's two ends. */
   makePipe(): { read: number; write: number };
   /** poll(POLLOUT) without a timeout: returns once `fd` has room, or has an error or hang-up for the next write to report. */
