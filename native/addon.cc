@@ -15,7 +15,7 @@ Napi::Value ApplyCredentials(const Napi::CallbackInfo &info);
 Napi::Value ApplyToCallingThread(const Napi::CallbackInfo &info);
 Napi::Value ReadOwnCredentials(const Napi::CallbackInfo &info);
 Napi::Value HoldThreads(const Napi::CallbackInfo &info);
-Napi::Value ThreadsNotHeld(const Napi::CallbackInfo &info);
+Napi::Value ReleaseThreads(const Napi::CallbackInfo &info);
 Napi::Value ExportDenyList(const Napi::CallbackInfo &info);
 Napi::Value MakeNotDumpable(const Napi::CallbackInfo &info);
 Napi::Value PrepareSeccompFilter(const Napi::CallbackInfo &info);
@@ -47,7 +47,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("applyToCallingThread", Napi::Function::New(env, passt_repair::ApplyToCallingThread));
   exports.Set("readOwnCredentials", Napi::Function::New(env, passt_repair::ReadOwnCredentials));
   exports.Set("holdThreads", Napi::Function::New(env, passt_repair::HoldThreads));
-  exports.Set("threadsNotHeld", Napi::Function::New(env, passt_repair::ThreadsNotHeld));
+  exports.Set("releaseThreads", Napi::Function::New(env, passt_repair::ReleaseThreads));
   exports.Set("exportDenyList", Napi::Function::New(env, passt_repair::ExportDenyList));
   exports.Set("makeNotDumpable", Napi::Function::New(env, passt_repair::MakeNotDumpable));
   exports.Set("prepareSeccompFilter", Napi::Function::New(env, passt_repair::PrepareSeccompFilter));

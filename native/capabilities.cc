@@ -18,7 +18,7 @@
 // then the main thread's alone (applyToCallingThread), with no signal: its
 // result is read back with system calls (readOwnCredentials), and the
 // threads verified after the first step are held (holdThreads) so that
-// threadsNotHeld finds any thread started since, even one that reuses the
+// releaseThreads finds any thread started since, even one that reuses the
 // id of a thread that has exited.
 //
 // What to keep is decided in src/sandbox/capabilities.ts; this file only
@@ -64,6 +64,7 @@ struct CredentialChange {
   int last_capability;     // /proc/sys/kernel/cap_last_cap
   bool lock_securebits;    // needs CAP_SETPCAP
   bool drop_bounding_set;  // needs CAP_SETPCAP
+  uint64_t bounding;       // capabilities the bounding set keeps, when it is dropped
   bool change_ids;
   uid_t uid;
   gid_t gid;
@@ -130,11 +131,12 @@ void ApplyToThisThread(const CredentialChange &c) {
   // could grant. Needs CAP_SETPCAP, so it comes before capset() drops it.
   // Each drop replaces the thread's credentials (prepare_creds and
   // commit_creds), even for a capability already out of the set, so only
-  // those PR_CAPBSET_READ finds in it are dropped: after the first step, the
-  // second has six to drop, not forty (passt waits for it).
+  // those PR_CAPBSET_READ finds in it are dropped. The bounding set keeps
+  // its own list: it limits what execve() grants, not what this thread
+  // holds, so the main thread takes its final one before connecting.
   if (c.drop_bounding_set)
     for (int cap = 0; cap <= c.last_capability; cap++)
-      if (!(c.keep & (uint64_t{1} << cap)) && syscall(SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) != 0 &&
+      if (!(c.bounding & (uint64_t{1} << cap)) && syscall(SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) != 0 &&
           syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
         return RecordFailure(kBoundingSet, errno);
   if (c.change_ids) {
@@ -241,7 +243,9 @@ void ReadChange(const Napi::Object &change, CredentialChange *c) {
   c->keep = CapabilityMask(change.Get("keep").As<Napi::Array>());
   c->last_capability = change.Get("lastCapability").As<Napi::Number>().Int32Value();
   c->lock_securebits = change.Get("lockSecurebits").As<Napi::Boolean>().Value();
-  c->drop_bounding_set = change.Get("dropBoundingSet").As<Napi::Boolean>().Value();
+  const Napi::Value bounding = change.Get("bounding");
+  c->drop_bounding_set = bounding.IsArray();
+  c->bounding = c->drop_bounding_set ? CapabilityMask(bounding.As<Napi::Array>()) : 0;
   const Napi::Value ids = change.Get("ids");
   c->change_ids = ids.IsObject();
   c->groups.clear();
@@ -513,11 +517,13 @@ Napi::Value HoldThreads(const Napi::CallbackInfo &info) {
   return held;
 }
 
-// threadsNotHeld(held): see src/native.d.ts. Each thread listed now must be
+// releaseThreads(held): see src/native.d.ts. Each thread listed now must be
 // one of `held` (by id) whose held entry still answers: fstatat(2) of its
 // "status" looks it up beneath the held directory, which fails (ENOENT,
-// ESRCH) once that thread has exited, even if another took its id.
-Napi::Value ThreadsNotHeld(const Napi::CallbackInfo &info) {
+// ESRCH) once that thread has exited, even if another took its id. Then
+// close(2) of every held descriptor, on every path: here rather than one
+// call from JavaScript each, as passt waits for gate 2's second step.
+Napi::Value ReleaseThreads(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   const Napi::Array held = info[0].As<Napi::Array>();
   std::vector<std::pair<pid_t, int>> known;
@@ -526,20 +532,23 @@ Napi::Value ThreadsNotHeld(const Napi::CallbackInfo &info) {
     known.emplace_back(thread.Get("tid").As<Napi::Number>().Int32Value(), thread.Get("fd").As<Napi::Number>().Int32Value());
   }
   const std::vector<pid_t> listed = ListThreads();
-  Napi::Array unknown = Napi::Array::New(env);
-  if (listed.empty()) {
-    ThrowFailure(env, "LIST_THREADS_FAILED", ENOENT);
-    return env.Undefined();
-  }
+  std::vector<pid_t> unknown;
   for (pid_t tid : listed) {
     bool same = false;
     for (const auto &[known_tid, fd] : known) {
       struct stat st;
       if (known_tid == tid) same = fstatat(fd, "status", &st, AT_SYMLINK_NOFOLLOW) == 0;
     }
-    if (!same) unknown.Set(unknown.Length(), tid);
+    if (!same) unknown.push_back(tid);
   }
-  return unknown;
+  for (const auto &[known_tid, fd] : known) close(fd);
+  if (listed.empty()) {
+    ThrowFailure(env, "LIST_THREADS_FAILED", ENOENT);
+    return env.Undefined();
+  }
+  Napi::Array result = Napi::Array::New(env, unknown.size());
+  for (uint32_t i = 0; i < unknown.size(); i++) result.Set(i, unknown[i]);
+  return result;
 }
 
 }  // namespace passt_repair

@@ -7,6 +7,8 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <string>
+
 #include "errors.h"
 
 namespace passt_repair {
@@ -28,12 +30,21 @@ Napi::Value SetNonBlocking(const Napi::CallbackInfo &info) {
 // write(2) once: the bytes written, or -errno. Never throws: a reader with
 // no room fails every write with EAGAIN, possibly on every request, and an
 // exception per failed write (fs.writeSync's) made the helper's memory grow
-// for as long as the reader stalled (the benchmark's soak).
+// for as long as the reader stalled (the benchmark's soak). A string is
+// written as UTF-8, encoded here: no buffer in the JavaScript heap for a
+// line (issue 13), and one call for the audit log's "connected" line, which
+// passt waits for, instead of encoding it into a buffer first.
 Napi::Value WriteSome(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   const int fd = info[0].As<Napi::Number>().Int32Value();
-  const Napi::Buffer<uint8_t> bytes = info[1].As<Napi::Buffer<uint8_t>>();
-  const ssize_t written = write(fd, bytes.Data(), bytes.Length());
+  ssize_t written;
+  if (info[1].IsString()) {
+    const std::string text = info[1].As<Napi::String>().Utf8Value();
+    written = write(fd, text.data(), text.size());
+  } else {
+    const Napi::Buffer<uint8_t> bytes = info[1].As<Napi::Buffer<uint8_t>>();
+    written = write(fd, bytes.Data(), bytes.Length());
+  }
   return Napi::Number::New(env, written < 0 ? -errno : static_cast<double>(written));
 }
 

@@ -73,8 +73,8 @@ export interface CredentialChange {
   lastCapability: number;
   /** Set and lock SECBIT_NOROOT, NO_SETUID_FIXUP, KEEP_CAPS_LOCKED, NO_CAP_AMBIENT_RAISE (needs CAP_SETPCAP). */
   lockSecurebits: boolean;
-  /** Drop every capability not kept from the bounding set (needs CAP_SETPCAP). */
-  dropBoundingSet: boolean;
+  /** The capabilities the bounding set keeps, every other one dropped (needs CAP_SETPCAP); null leaves it as it is. */
+  bounding: number[] | null;
   /** The uid, gid and groups to change to, or null to keep them. */
   ids: { uid: number; gid: number; groups: number[] } | null;
 }
@@ -230,9 +230,10 @@ export interface Native {
   /**
    * The threads of the process now that are not among `held`: another id,
    * or the id of a held thread that has exited (another thread took it).
-   * Throws LIST_THREADS_FAILED.
+   * Then closes every descriptor of `held`, even when it throws
+   * LIST_THREADS_FAILED.
    */
-  threadsNotHeld(held: readonly HeldThread[]): number[];
+  releaseThreads(held: readonly HeldThread[]): number[];
   /**
    * Builds the seccomp filter from `rules` (default action: kill the
    * process, log in "log" mode, allow in "allow" mode, where every rule
@@ -272,10 +273,10 @@ export interface Native {
    */
   setNonBlocking(fd: number): boolean;
   /**
-   * One write(2) of `bytes` to `fd` (native/descriptors.cc): the bytes
-   * written, or the negated errno. Never throws.
+   * One write(2) of `data` to `fd` (native/descriptors.cc), a string as
+   * UTF-8: the bytes written, or the negated errno. Never throws.
    */
-  writeSome(fd: number, bytes: Buffer): number;
+  writeSome(fd: number, data: Buffer | string): number;
   /** pipe2(O_CLOEXEC): a new pipe's two ends. */
   makePipe(): { read: number; write: number };
   /** poll(POLLOUT) without a timeout: returns once `fd` has room, or has an error or hang-up for the next write to report. */

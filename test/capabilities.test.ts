@@ -215,6 +215,14 @@ const WORKER_PREAMBLE = `
   const gate = require(${JSON.stringify(path.join(ROOT, 'dist/src/sandbox/capabilities.js'))});
   const tasks = () => new Set(fs.readdirSync('/proc/self/task').map(Number));
   const say = (line) => process.stdout.write(JSON.stringify(line) + '\\n');
+  // Descriptors of /proc/self/task/TID directories: what the first step holds.
+  const heldThreads = () => fs.readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return /^\\/proc\\/\\d+\\/task\\/\\d+$/.test(fs.readlinkSync('/proc/self/fd/' + fd));
+    } catch {
+      return false; // the listing's own descriptor, closed since
+    }
+  }).length;
   async function startThread() {
     const before = tasks();
     const worker = new Worker('setInterval(() => {}, 1000)', { eval: true });
@@ -238,14 +246,17 @@ t.test('a thread the main thread starts between the two steps inherits its privi
     (async () => {
       const privileges = gate.dropToReachSocket('nobody');
       const late = await startThread();
-      say({ late: late.tid, uid: fs.readFileSync('/proc/self/task/' + late.tid + '/status', 'utf8').match(/^Uid:\\s*(\\d+)/m)[1], outcome: secondStep(privileges) });
+      const held = heldThreads();
+      say({ late: late.tid, uid: fs.readFileSync('/proc/self/task/' + late.tid + '/status', 'utf8').match(/^Uid:\\s*(\\d+)/m)[1], outcome: secondStep(privileges), held, left: heldThreads() });
       process.exit(0);
     })();`;
   const { code, stderr, lines } = await runOnRuntime(script);
   t.equal(code, 0, stderr);
-  const [result] = lines as [{ late: number; uid: string; outcome: string }];
+  const [result] = lines as [{ late: number; uid: string; outcome: string; held: number; left: number }];
   t.equal(result.uid, '0', 'the late thread runs as uid 0, as the main thread did when it started it');
   t.match(result.outcome, new RegExp(`^thread ${result.late} started after gate 2's first step`), 'refused, naming the thread');
+  t.ok(result.held >= 5, `the first step held ${result.held} threads`);
+  t.equal(result.left, 0, 'refused, the second step still closed every descriptor holding a thread');
 });
 
 t.test('a thread whose status cannot be read (a full descriptor table) is refused, never taken for exited', async (t) => {
@@ -327,6 +338,9 @@ t.test('before connecting, every thread but the main one is already in its final
   const main = held.find((thread) => Number(thread.tid) === pid)!;
   t.equal(main.Uid, '0\t0\t0\t0', 'the main thread still runs as root');
   t.not(main.sets.CapEff & DAC_OVERRIDE, 0n, 'and keeps what reaching the socket needs');
+  // It limits only what execve() could grant, so the main thread needs no
+  // room in it for what it holds until the second step, which then has none to drop.
+  t.equal(main.sets.CapBnd, NET_ADMIN, "the main thread's bounding set is already CAP_NET_ADMIN alone");
   const others = held.filter((thread) => thread !== main);
   t.ok(others.length >= 4, `${others.length} other threads`);
   for (const thread of others)

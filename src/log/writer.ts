@@ -12,14 +12,6 @@ const RETRY_LATER = new Set([constants.errno.EAGAIN, constants.errno.EWOULDBLOCK
 
 export class NonBlockingWriter {
   #pending: Buffer = Buffer.alloc(0);
-  /**
-   * Where each line is encoded, reused: Buffer.from() per line took a slice
-   * of Node's shared 8 KiB pool, and a pool that outlived two scavenges was
-   * promoted with its memory outside the heap, freed only by a major GC. With
-   * a line per request when passt alternates commands, that was the growth of
-   * issue 13.
-   */
-  #scratch: Buffer = Buffer.allocUnsafeSlow(4096);
   #dropped = 0;
   /** Why writing failed for good (not for want of room), an errno: the reader is gone, a file-size limit, ... */
   #failure: number | undefined;
@@ -42,19 +34,19 @@ export class NonBlockingWriter {
       this.#dropped++;
       return false;
     }
-    const length = Buffer.byteLength(line);
-    if (length > this.#scratch.length) this.#scratch = Buffer.allocUnsafeSlow(length);
-    this.#scratch.write(line, 0, length);
-    const bytes = this.#scratch.subarray(0, length);
-    const written = this.#writeSome(bytes);
+    // The line goes to the native call as a string, encoded there: a
+    // Buffer.from() per line took a slice of Node's shared 8 KiB pool, and a
+    // pool that outlived two scavenges was promoted with its memory outside
+    // the heap, freed only by a major GC; with a line per request when passt
+    // alternates commands, that was the growth of issue 13.
+    const written = this.#writeSome(line);
     if (written === undefined) {
       this.#dropped++;
       return false;
     }
     // A reader that took part of the line gets the rest before any other
-    // line: lines are never cut or interleaved, only dropped whole. A copy:
-    // the scratch buffer is reused by the next line.
-    if (written < bytes.length) this.#pending = Buffer.from(bytes.subarray(written));
+    // line: lines are never cut or interleaved, only dropped whole.
+    if (written < Buffer.byteLength(line)) this.#pending = Buffer.from(line).subarray(written);
     return true;
   }
 
@@ -68,10 +60,10 @@ export class NonBlockingWriter {
   }
 
   /** Bytes written, or undefined when none could be (would block, or the reader is gone). */
-  #writeSome(bytes: Buffer): number | undefined {
+  #writeSome(data: Buffer | string): number | undefined {
     // Not fs.writeSync: it throws on EAGAIN, and an exception per dropped
     // line made memory grow while the reader stalled (native/descriptors.cc).
-    const result = native.writeSome(this.fd, bytes);
+    const result = native.writeSome(this.fd, data);
     if (result >= 0) return result;
     if (!RETRY_LATER.has(-result)) this.#failure = -result;
     return undefined;

@@ -166,8 +166,9 @@ function release(threads: readonly HeldThread[]): void {
  * opening another process's root and naming the peer's executable need
  * (CAP_SYS_PTRACE, when held) and what the second step needs (CAP_SETUID,
  * CAP_SETGID and CAP_SETPCAP, when the ids must change). Securebits are set
- * and locked and the bounding set shrinks when CAP_SETPCAP allows. Every
- * thread is held and read back.
+ * and locked and every thread's bounding set, the main one's included,
+ * shrinks to CAP_NET_ADMIN when CAP_SETPCAP allows. Every thread is held
+ * and read back.
  */
 export function dropToReachSocket(user: string): Privileges {
   const last = lastCapability();
@@ -211,12 +212,18 @@ export function dropToReachSocket(user: string): Privileges {
     noNewPrivs: 1,
   };
   const kept = capabilityMask(keep);
-  const reachSocket: OwnCredentials = { ...start, inheritable: 0n, permitted: kept, effective: kept, bounding: setpcap ? kept : start.bounding, ambient: 0n, noNewPrivs: 1 };
+  const reachSocket: OwnCredentials = { ...start, inheritable: 0n, permitted: kept, effective: kept, bounding: final.bounding, ambient: 0n, noNewPrivs: 1 };
+  // The main thread's bounding set takes its final state now too: it only
+  // limits what execve() could grant, not what the thread holds, so the
+  // capabilities the main thread keeps until the second step need no room
+  // in it, and each drop after connecting would replace the credentials
+  // again while passt waits.
+  const bounding = setpcap ? [CAP_NET_ADMIN] : null;
   try {
     native.applyCredentials(
-      { keep, lastCapability: last, lockSecurebits: setpcap, dropBoundingSet: setpcap, ids: null },
+      { keep, lastCapability: last, lockSecurebits: setpcap, bounding, ids: null },
       // Securebits first: NO_SETUID_FIXUP keeps CAP_NET_ADMIN across the uid change.
-      { keep: [CAP_NET_ADMIN], lastCapability: last, lockSecurebits: setpcap, dropBoundingSet: setpcap, ids },
+      { keep: [CAP_NET_ADMIN], lastCapability: last, lockSecurebits: setpcap, bounding, ids },
     );
   } catch (error) {
     throw credentialsFailure(error);
@@ -238,7 +245,7 @@ export function dropToReachSocket(user: string): Privileges {
     release(threads);
     throw error;
   }
-  return { change: { keep: [CAP_NET_ADMIN], lastCapability: last, lockSecurebits: false, dropBoundingSet: setpcap, ids }, final, threads };
+  return { change: { keep: [CAP_NET_ADMIN], lastCapability: last, lockSecurebits: false, bounding: null, ids }, final, threads };
 }
 
 /**
@@ -249,21 +256,20 @@ export function dropToReachSocket(user: string): Privileges {
  */
 export function dropToNetAdmin(privileges: Privileges): void {
   try {
-    let late: number[];
-    try {
-      native.applyToCallingThread(privileges.change);
-      verifyThread(process.pid, native.readOwnCredentials(privileges.change.lastCapability), privileges.final, false);
-      late = native.threadsNotHeld(privileges.threads);
-    } catch (error) {
-      throw credentialsFailure(error);
-    }
-    if (late.length > 0)
-      throw new HelperError(
-        `thread ${late[0]} started after gate 2's first step, as a copy of the main thread's privileges of then: refusing to run with it`,
-      );
-  } finally {
+    native.applyToCallingThread(privileges.change);
+    verifyThread(process.pid, native.readOwnCredentials(privileges.change.lastCapability), privileges.final, false);
+  } catch (error) {
     release(privileges.threads);
+    throw credentialsFailure(error);
   }
+  let late: number[];
+  try {
+    late = native.releaseThreads(privileges.threads);
+  } catch (error) {
+    throw credentialsFailure(error);
+  }
+  if (late.length > 0)
+    throw new HelperError(`thread ${late[0]} started after gate 2's first step, as a copy of the main thread's privileges of then: refusing to run with it`);
 }
 
 /**
