@@ -9,7 +9,7 @@
 //
 // The helper's own handler (its addon) in this process over real socket
 // pairs and real loopback TCP sockets, then the real helper process.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { native } from '../src/addon';
@@ -289,13 +289,19 @@ t.test('full batches on two threads: every check before any change, the first fa
   reset(sockets);
 });
 
-t.test('the real helper: its worker thread has what its main thread has, the filter included, and serves full batches', async (t) => {
+/** The real helper, sent a full batch of fresh TCP sockets (TCP_REPAIR_ON) and confirmed: its worker has had a job. */
+async function helperAfterFullBatch(t: Test) {
   const session = await startSession();
   const pid = session.helper.child.pid!;
   const fds = Array.from({ length: 253 }, () => passt.tcpSocket(4));
   t.teardown(() => fds.forEach((fd) => fs.closeSync(fd)));
   passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), fds);
   t.equal(await awaitReply(session.sock), TCP_REPAIR_ON);
+  return { session, pid, fds };
+}
+
+t.test('the real helper: its worker thread has what its main thread has, the filter included, and serves full batches', async (t) => {
+  const { session, pid, fds } = await helperAfterFullBatch(t);
   // The launcher execs the runtime: the child's pid is the helper's.
   const workers = threadsNamed(pid, 'repair-worker');
   t.equal(workers.length, 1, 'one worker thread');
@@ -315,5 +321,39 @@ t.test('the real helper: its worker thread has what its main thread has, the fil
   t.same(repairStates(fds.filter((_, i) => i !== 200)), fds.slice(1).map(() => 1), 'every other socket back on');
   await new Promise((resolve) => listener.close(resolve));
   fs.closeSync(session.sock);
+  fs.rmSync(session.dir, { recursive: true });
+});
+
+/** A thread's scheduler state (R, S, ...) and the CPU time it has used, in clock ticks (/proc/PID/task/TID/stat). */
+function threadActivity(pid: number, tid: number): { state: string; cpuTicks: number } {
+  const text = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  // After "pid (comm) ": field 3 (state) first, fields 14 and 15 (utime, stime) at 11 and 12.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { state: fields[0]!, cpuTicks: Number(fields[11]) + Number(fields[12]) };
+}
+
+t.test('the real helper: between batches its worker sleeps, and is woken for the next', async (t) => {
+  const { session, pid, fds } = await helperAfterFullBatch(t);
+  const [worker] = threadsNamed(pid, 'repair-worker');
+  // The worker looks for the next job for a moment after each one
+  // (native/worker.cc, kSpinNs: 200 µs), then sleeps: wait for that (10 s is
+  // a deadline for a worker that never sleeps, not a measure of speed), then
+  // watch it stay asleep.
+  for (const deadline = Date.now() + 10_000; threadActivity(pid, worker!).state !== 'S' && Date.now() < deadline; )
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  // (The loop's thread is not watched: it returns to the event loop every
+  // 100 ms in which passt sends nothing.)
+  const before = threadActivity(pid, worker!);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const after = threadActivity(pid, worker!);
+  t.equal(after.state, 'S', 'the worker sleeps');
+  t.equal(after.cpuTicks, before.cpuTicks, 'and uses no CPU while passt sends nothing');
+  // The next batch wakes it (or, if it wakes too late, is done by the loop's thread alone).
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF]), fds);
+  t.equal(await awaitReply(session.sock), TCP_REPAIR_OFF);
+  t.same(repairStates(fds), fds.map(() => 0), 'every socket switched off');
+  fs.closeSync(session.sock);
+  const { code } = await session.helper.exited;
+  t.equal(code, 0);
   fs.rmSync(session.dir, { recursive: true });
 });
