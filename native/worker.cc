@@ -151,7 +151,7 @@ void *WorkerLoop(void *) {
     // A generation read late may already be withdrawn, or followed by the
     // next one: then Take fails, and the loop looks at `requested` again.
     if (!Take(seen)) continue;
-    job(job_context);
+    job(job_context, true);
     finished.Raise(seen);
   }
   return nullptr;
@@ -161,14 +161,14 @@ void *WorkerLoop(void *) {
 
 void RunOnTwoThreads(Job run, void *context) {
   if (!started) {
-    run(context);
+    run(context, false);
     return;
   }
   job = run;
   job_context = context;
   const uint32_t generation = requested.word.load(std::memory_order_relaxed) + 1;
   requested.Raise(generation);
-  run(context);
+  run(context, false);
   // Nothing is left to take. Withdrawn: the worker never started it. Taken:
   // it is finishing the piece in hand.
   if (Take(generation)) return;
