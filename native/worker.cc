@@ -118,11 +118,11 @@ struct Signal {
   }
 
   // Returns the first value of `word` for which done(value) holds: looked
-  // for during kSpinNs, then slept for. After a wake-up, a signal (EINTR) or
-  // a spurious return: look again.
+  // for during `spin_ns`, then slept for. After a wake-up, a signal (EINTR)
+  // or a spurious return: look again.
   template <typename Done>
-  uint32_t Await(Done done) {
-    const int64_t until = NowNs() + kSpinNs;
+  uint32_t Await(int64_t spin_ns, Done done) {
+    const int64_t until = NowNs() + spin_ns;
     uint32_t now;
     while (!done(now = word.load(std::memory_order_acquire)) && NowNs() < until) {
       sched_yield();  // see kSpinNs
@@ -145,9 +145,13 @@ Signal finished;
 
 void *WorkerLoop(void *) {
   uint32_t seen = 0;
+  // Before the first job (start-up, a helper waiting in a directory for
+  // passt's socket) there is nothing to look for: it sleeps at once.
+  int64_t spin_ns = 0;
   for (;;) {
     const uint32_t last = seen;
-    seen = requested.Await([last](uint32_t now) { return now != last; });
+    seen = requested.Await(spin_ns, [last](uint32_t now) { return now != last; });
+    spin_ns = kSpinNs;
     // A generation read late may already be withdrawn, or followed by the
     // next one: then Take fails, and the loop looks at `requested` again.
     if (!Take(seen)) continue;
@@ -172,7 +176,7 @@ void RunOnTwoThreads(Job run, void *context) {
   // Nothing is left to take. Withdrawn: the worker never started it. Taken:
   // it is finishing the piece in hand.
   if (Take(generation)) return;
-  finished.Await([generation](uint32_t done) { return done == generation; });
+  finished.Await(kSpinNs, [generation](uint32_t done) { return done == generation; });
 }
 
 // startWorker(): see src/native.d.ts. pthread_create(3) (clone3(2)): a small

@@ -17,7 +17,7 @@ import { isNativeFailure } from '../src/errors';
 import { commandMask } from '../src/limits';
 import type { NativeFailure, Served } from '../src/native.d';
 import { awaitReply, FAILURE_BYTE, passt, TCP_REPAIR_OFF, TCP_REPAIR_ON } from './passt-double/passt-double';
-import { loopbackConnections, repairStates, startSession, type Loopback } from './lib';
+import { loopbackConnections, repairStates, startSession, startTestHelper, temporaryDirectory, type Loopback } from './lib';
 
 const ALL_COMMANDS = commandMask(['TCP_REPAIR_ON', 'TCP_REPAIR_OFF', 'TCP_REPAIR_OFF_NO_WP']);
 
@@ -332,22 +332,33 @@ function threadActivity(pid: number, tid: number): { state: string; cpuTicks: nu
   return { state: fields[0]!, cpuTicks: Number(fields[11]) + Number(fields[12]) };
 }
 
-t.test('the real helper: between batches its worker sleeps, and is woken for the next', async (t) => {
-  const { session, pid, fds } = await helperAfterFullBatch(t);
-  const [worker] = threadsNamed(pid, 'repair-worker');
-  // The worker looks for the next job for a moment after each one
-  // (native/worker.cc, kSpinNs: 200 µs), then sleeps: wait for that (10 s is
-  // a deadline for a worker that never sleeps, not a measure of speed), then
-  // watch it stay asleep.
-  for (const deadline = Date.now() + 10_000; threadActivity(pid, worker!).state !== 'S' && Date.now() < deadline; )
+/**
+ * Waits for the helper's worker to sleep (it looks for a next job for at
+ * most 200 µs after each one: native/worker.cc, kSpinNs; 10 s is a deadline
+ * for a worker that never sleeps, not a measure of speed), then checks that
+ * it stays asleep and uses no CPU for half a second.
+ */
+async function workerStaysAsleep(t: Test, pid: number): Promise<void> {
+  let workers: number[] = [];
+  let state = '';
+  for (const deadline = Date.now() + 10_000; state !== 'S' && Date.now() < deadline; ) {
     await new Promise((resolve) => setTimeout(resolve, 10));
-  // (The loop's thread is not watched: it returns to the event loop every
-  // 100 ms in which passt sends nothing.)
-  const before = threadActivity(pid, worker!);
+    workers = threadsNamed(pid, 'repair-worker');
+    state = workers.length === 1 ? threadActivity(pid, workers[0]!).state : '';
+  }
+  t.equal(workers.length, 1, 'one worker thread');
+  const before = threadActivity(pid, workers[0]!);
   await new Promise((resolve) => setTimeout(resolve, 500));
-  const after = threadActivity(pid, worker!);
+  const after = threadActivity(pid, workers[0]!);
   t.equal(after.state, 'S', 'the worker sleeps');
   t.equal(after.cpuTicks, before.cpuTicks, 'and uses no CPU while passt sends nothing');
+}
+
+t.test('the real helper: between batches its worker sleeps, and is woken for the next', async (t) => {
+  const { session, pid, fds } = await helperAfterFullBatch(t);
+  // (The loop's thread is not watched: it returns to the event loop every
+  // 100 ms in which passt sends nothing.)
+  await workerStaysAsleep(t, pid);
   // The next batch wakes it (or, if it wakes too late, is done by the loop's thread alone).
   passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF]), fds);
   t.equal(await awaitReply(session.sock), TCP_REPAIR_OFF);
@@ -356,4 +367,13 @@ t.test('the real helper: between batches its worker sleeps, and is woken for the
   const { code } = await session.helper.exited;
   t.equal(code, 0);
   fs.rmSync(session.dir, { recursive: true });
+});
+
+t.test('the real helper waiting in a directory for passt: its worker sleeps from the start', async (t) => {
+  const dir = temporaryDirectory();
+  const helper = startTestHelper([dir]);
+  await workerStaysAsleep(t, helper.child.pid!);
+  t.equal(helper.child.exitCode, null, 'the helper still waits');
+  helper.child.kill('SIGTERM');
+  await helper.exited;
 });
