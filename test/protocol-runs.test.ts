@@ -12,12 +12,13 @@
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { native } from '../src/addon';
 import { isNativeFailure } from '../src/errors';
 import { commandMask } from '../src/limits';
 import type { NativeFailure, Served } from '../src/native.d';
-import { awaitReply, FAILURE_BYTE, passt, TCP_REPAIR_OFF, TCP_REPAIR_ON } from './passt-double/passt-double';
-import { loopbackConnections, repairStates, startSession, startTestHelper, temporaryDirectory, type Loopback } from './lib';
+import { awaitReply, FAILURE_BYTE, HELPER, passt, TCP_REPAIR_OFF, TCP_REPAIR_OFF_NO_WP, TCP_REPAIR_ON } from './passt-double/passt-double';
+import { loopbackConnections, repairStates, startSession, startTestHelper, straceMissing, temporaryDirectory, type Loopback } from './lib';
 
 const ALL_COMMANDS = commandMask(['TCP_REPAIR_ON', 'TCP_REPAIR_OFF', 'TCP_REPAIR_OFF_NO_WP']);
 
@@ -376,4 +377,44 @@ t.test('the real helper waiting in a directory for passt: its worker sleeps from
   t.equal(helper.child.exitCode, null, 'the helper still waits');
   helper.child.kill('SIGTERM');
   await helper.exited;
+});
+
+t.test('the real helper: the worker meets a failure at the top while the loop\'s thread meets one lower down; the lower is named, and every switched socket is put back', { skip: straceMissing() }, async (t) => {
+  // strace holds every setsockopt for 2 ms, so that both threads are well
+  // into the apply step when they meet their failures: the worker at its
+  // 11th call (index 250, in the last piece, where it starts), the loop's
+  // thread at its 41st (index 40).
+  // One log a thread (-ff: strace.log.TID), so that calls are not interleaved.
+  const logs = temporaryDirectory();
+  const session = await startSession(undefined, ['strace', '-ff', '-qq', '-o', path.join(logs, 'strace.log'), '-e', 'trace=setsockopt', '-e', 'inject=setsockopt:delay_enter=2000', HELPER]);
+  const stracePid = session.helper.child.pid!;
+  const pid = Number(fs.readFileSync(`/proc/${stracePid}/task/${stracePid}/children`, 'utf8').trim());
+  const [worker] = threadsNamed(pid, 'repair-worker');
+  const fds = Array.from({ length: 253 }, () => passt.tcpSocket(4));
+  t.teardown(() => fds.forEach((fd) => fs.closeSync(fd)));
+  // A listening socket is TCP, so it passes the checks, but the kernel refuses repair mode on it.
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), fds.map((fd, i) => (i === 40 || i === 250 ? listeningFd : fd)));
+  t.equal(await awaitReply(session.sock), FAILURE_BYTE);
+  const { code, stderr } = await session.helper.exited;
+  t.equal(code, 1);
+  t.match(stderr, /TCP_REPAIR_ON failed on descriptor 41 of 253/, 'the lower failure is named');
+  t.same(repairStates(fds.filter((_, i) => i !== 40 && i !== 250)), fds.slice(2).map(() => 0), 'every other socket back off');
+  // strace.log.TID: "setsockopt(FD, SOL_TCP, TCP_REPAIR, [VALUE], 4) = RESULT ..."
+  const calls = fs.readdirSync(logs).flatMap((name) => {
+    const tid = Number(name.slice('strace.log.'.length));
+    return fs.readFileSync(path.join(logs, name), 'utf8').split('\n').flatMap((line) => {
+      const call = line.match(/^setsockopt\(\d+, SOL_TCP, TCP_REPAIR, \[(-?\d+)\], 4\) += (-?\d+)/);
+      return call ? [{ tid, value: Number(call[1]), failed: call[2] === '-1' }] : [];
+    });
+  });
+  const failed = calls.filter((call) => call.failed);
+  t.same(failed.map((call) => call.tid).sort(), [pid, worker!].sort(), 'one failure met by each thread');
+  const switchedBy = (tid: number) => calls.filter((call) => call.tid === tid && call.value === TCP_REPAIR_ON && !call.failed).length;
+  t.ok(switchedBy(worker!) > 0 && switchedBy(pid) > 0, `both threads switched sockets (the worker ${switchedBy(worker!)}, the loop's thread ${switchedBy(pid)})`);
+  // The rollback (on the loop's thread) puts back every socket either thread switched.
+  const restored = calls.filter((call) => call.value === TCP_REPAIR_OFF_NO_WP && !call.failed);
+  t.equal(restored.length, switchedBy(worker!) + switchedBy(pid), 'every switched socket restored');
+  t.ok(restored.every((call) => call.tid === pid), "by the loop's thread");
+  fs.closeSync(session.sock);
+  fs.rmSync(session.dir, { recursive: true });
 });
