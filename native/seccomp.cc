@@ -18,7 +18,6 @@
 
 #include <fcntl.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -107,24 +106,21 @@ bool AddRules(Napi::Env env, const FilterContext &filter, const Napi::Array &rul
     ThrowFailure(env, "SECCOMP_ATTRIBUTE_FAILED", -error);
     return false;
   }
-  // The filter runs on every system call the process makes, and almost all
-  // of them are the protocol loop's: three per descriptor (two getsockopt,
-  // one setsockopt), a million a second under load, against a few thousand
-  // of everything else. So the program is a list that tests the system
-  // calls in the order of their first line in the file (libseccomp's
-  // default optimisation level 1, with priorities: below), the allowlist
-  // listing the loop's calls first, the most frequent first. libseccomp's
-  // binary tree (level 2) ignores priorities and takes about as many
-  // comparisons to reach any call: 24, 21 and 22 BPF instructions for the
-  // two getsockopt checks and setsockopt, against 17, 14 and 15 here (what
-  // the filter costs per call: the benchmark).
-  error = seccomp_attr_set(filter.get(), SCMP_FLTATR_CTL_OPTIMIZE, 1);
+  // libseccomp's binary tree (optimisation level 2): the program finds any
+  // system call in about log2(N) comparisons. The kernel runs the program
+  // once for every system call number when the filter is loaded (to fill
+  // its action cache), and that load is on passt's wait for the first reply:
+  // 60-65 µs with the tree against about 100 µs for a list tested in the
+  // allowlist's order (level 1, the protocol loop's calls first through
+  // syscall priorities), median of 15 starts. The list reached the loop's
+  // hot calls in 17, 14 and 15 BPF instructions against the tree's 24, 21
+  // and 22, a difference below the benchmark's noise per call (its
+  // "seccomp filter per call" line), about 3 µs in a batch of 253.
+  error = seccomp_attr_set(filter.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2);
   if (error < 0) {
     ThrowFailure(env, "SECCOMP_ATTRIBUTE_FAILED", -error);
     return false;
   }
-  // Each system call's number, in the order of its first rule.
-  std::vector<int> order;
   for (uint32_t i = 0; i < rules.Length(); i++) {
     const Napi::Object rule = rules.Get(i).As<Napi::Object>();
     const std::string name = rule.Get("syscall").As<Napi::String>().Utf8Value();
@@ -175,16 +171,6 @@ bool AddRules(Napi::Env env, const FilterContext &filter, const Napi::Array &rul
     error = seccomp_rule_add_exact_array(filter.get(), action, number, conditions.Length(), compare);
     if (error < 0) {
       ThrowForRule(env, "SECCOMP_RULE_FAILED", -error, name, line, i);
-      return false;
-    }
-    if (std::find(order.begin(), order.end(), number) == order.end()) order.push_back(number);
-  }
-  // seccomp_syscall_priority(3): higher is tested earlier; 0 to 255, and a
-  // list longer than that shares the lowest.
-  for (size_t rank = 0; rank < order.size(); rank++) {
-    error = seccomp_syscall_priority(filter.get(), order[rank], static_cast<uint8_t>(rank < 255 ? 255 - rank : 0));
-    if (error < 0) {
-      ThrowFailure(env, "SECCOMP_PRIORITY_FAILED", -error);
       return false;
     }
   }
