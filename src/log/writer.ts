@@ -46,7 +46,13 @@ export class NonBlockingWriter {
     }
     // A reader that took part of the line gets the rest before any other
     // line: lines are never cut or interleaved, only dropped whole.
-    if (written < Buffer.byteLength(line)) this.#pending = Buffer.from(line).subarray(written);
+    // Not Buffer.from(): a buffer of its own, not a slice of the pool (above).
+    const length = Buffer.byteLength(line);
+    if (written < length) {
+      const bytes = Buffer.allocUnsafeSlow(length);
+      bytes.write(line);
+      this.#pending = bytes.subarray(written);
+    }
     return true;
   }
 
